@@ -1,0 +1,7 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod log;
+mod store;
+
+pub use store::MemoryStore;

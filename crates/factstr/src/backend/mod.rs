@@ -1,0 +1,18 @@
+//! Building blocks for store implementations: the shared stream dispatch,
+//! input validation, payload index terms and the commit clock.
+//!
+//! Application code does not need this module. A store implements
+//! [`EventStore`](crate::EventStore) by validating input with
+//! [`validation`], deciding matches with [`EventQuery::matches`](crate::EventQuery::matches)
+//! (optionally narrowing candidates with [`payload_terms`] first), and handing
+//! every committed batch to its [`StreamDispatcher`](dispatch::StreamDispatcher).
+
+mod clock;
+pub mod dispatch;
+pub mod payload_terms;
+pub mod validation;
+
+pub use clock::commit_timestamp;
+pub use dispatch::{
+    BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
+};

@@ -1,0 +1,64 @@
+//! Append facts, read a context, decide, and append only if the context is
+//! unchanged; a second decision on the same stale context is refused.
+//!
+//! Run: `cargo run --example basic_memory`
+
+use factstr::{EventFilter, EventQuery, EventStore, EventStoreError, NewEvent};
+use factstr_memory::MemoryStore;
+use serde_json::json;
+
+fn main() -> Result<(), EventStoreError> {
+    let store = MemoryStore::new();
+
+    store.append(vec![
+        NewEvent::new("account-opened", json!({"account": "a1", "owner": "Ada"})),
+        NewEvent::new("money-deposited", json!({"account": "a1", "amount": 100})),
+    ])?;
+
+    // The context of a withdrawal: everything that moves money on account a1.
+    let context = EventQuery::all().with_filters([EventFilter::for_event_types([
+        "money-deposited",
+        "money-withdrawn",
+    ])
+    .with_payload_predicates([json!({"account": "a1"})])]);
+    let seen = store.query(&context)?;
+    let balance: i64 = seen
+        .event_records
+        .iter()
+        .map(|record| {
+            let amount = record.payload["amount"].as_i64().unwrap_or(0);
+            if record.event_type == "money-deposited" {
+                amount
+            } else {
+                -amount
+            }
+        })
+        .sum();
+    println!(
+        "balance of a1 is {balance} at context version {:?}",
+        seen.current_context_version
+    );
+
+    // Decide on what was read, and append only if nothing changed since.
+    let withdrawal = vec![NewEvent::new(
+        "money-withdrawn",
+        json!({"account": "a1", "amount": 60}),
+    )];
+    let committed = store.append_if(withdrawal.clone(), &context, seen.current_context_version)?;
+    println!(
+        "withdrew 60 as sequence number {}",
+        committed.first_sequence_number
+    );
+
+    // A second withdrawal decided on the same (now stale) balance is refused.
+    match store.append_if(withdrawal, &context, seen.current_context_version) {
+        Err(EventStoreError::ConditionalAppendConflict { expected, actual }) => {
+            println!("second withdrawal refused: context moved from {expected:?} to {actual:?}");
+        }
+        other => println!("unexpected outcome: {other:?}"),
+    }
+
+    let all = store.query(&EventQuery::all())?;
+    println!("the log holds {} facts", all.event_records.len());
+    Ok(())
+}
