@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo run --example basic_memory`
 
+#![allow(clippy::print_stdout)] // an example reports to its user
+
 use factstr::{EventFilter, EventQuery, EventStore, EventStoreError, NewEvent};
 use factstr_memory::MemoryStore;
 use serde_json::json;
