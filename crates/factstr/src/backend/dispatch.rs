@@ -30,6 +30,8 @@
 //! reads the batches in between from the store. Durable registration does the
 //! same with the stored cursor as its starting point, so no batch falls between
 //! replay and live delivery, and a batch covered by both is delivered once.
+//! A published batch that leaves a gap after the last one (another process
+//! committed in between) sends every stream the same way through storage.
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -172,7 +174,10 @@ impl StreamDispatcher {
     ///
     /// Must be called once per committed batch, in commit order, before the
     /// next commit can happen; it never blocks on a handler. A batch at or
-    /// below the last published sequence number is ignored.
+    /// below the last published sequence number is ignored. A batch that does
+    /// not follow the last published one directly (another process appended
+    /// in between) makes every stream read the missing batches from the
+    /// [`CommittedLog`] before it continues.
     pub fn publish(&self, batch: Vec<EventRecord>) {
         let Some(last) = batch.last().map(|record| record.sequence_number) else {
             return;
@@ -190,9 +195,13 @@ impl StreamDispatcher {
             );
             return;
         }
+        // Batches committed by another process sharing the log leave a gap
+        // here; streams then read everything from their position on from
+        // storage instead of skipping the gap.
+        let contiguous = batch[0].sequence_number == registry.last_published + 1;
         registry.last_published = last;
         for subscription in &registry.subscriptions {
-            subscription.offer(&batch, last);
+            subscription.offer(&batch, last, contiguous);
         }
     }
 
@@ -490,13 +499,18 @@ struct Backlog {
 
 impl Subscription {
     /// Queues a published batch; called with the registry locked.
-    fn offer(&self, batch: &Arc<[EventRecord]>, last: u64) {
+    fn offer(&self, batch: &Arc<[EventRecord]>, last: u64, contiguous: bool) {
         let mut state = lock(&self.state);
         if state.stopping || state.lagging || last <= state.enqueued_through {
             return;
         }
-        if !state.queue.is_empty() && state.queued_events + batch.len() > MAX_QUEUED_EVENTS {
+        let overflowing =
+            !state.queue.is_empty() && state.queued_events + batch.len() > MAX_QUEUED_EVENTS;
+        if overflowing || !contiguous {
             state.lagging = true;
+            if state.waiting {
+                self.wake.notify_one();
+            }
             return;
         }
         state.queue.push_back(Arc::clone(batch));
