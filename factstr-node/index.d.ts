@@ -1,0 +1,186 @@
+/**
+ * FACTSTR for Node.js and TypeScript: an event store where facts are appended
+ * to one log with global sequence numbers, commands read the facts relevant
+ * to them and append only if that context is unchanged (`appendIf`), and read
+ * models stay current through live and durable streams.
+ *
+ * Field names are snake_case, as in the Rust API. Sequence numbers are
+ * `bigint`. Wherever a type says `| null` or `?`, both `null` and `undefined`
+ * are accepted.
+ *
+ * @packageDocumentation
+ */
+
+/** A JSON value: what payloads and payload predicates are made of. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+
+/** A fact to append. */
+export interface NewEvent {
+  /** The kind of fact, e.g. `"account-opened"`. Must not be empty. */
+  event_type: string
+  /** Any JSON value; absent means `null`. */
+  payload?: JsonValue
+}
+
+/** A committed fact. */
+export interface EventRecord {
+  /** Global position in the log: starts at 1, no gaps. */
+  sequence_number: bigint
+  /** Commit time: RFC 3339, UTC, microseconds (`2026-01-02T03:04:05.123456Z`); shared by a batch. */
+  occurred_at: string
+  /** The event type given at append. */
+  event_type: string
+  /** The payload given at append (as `JSON.parse` gives it). */
+  payload: JsonValue
+}
+
+/**
+ * One alternative of a query: its event-type part AND its payload part must match.
+ *
+ * - `event_types`: absent/`null` accepts any type; `[]` matches nothing; otherwise one of the listed types (exact, case-sensitive).
+ * - `payload_predicates`: absent/`null` accepts any payload; `[]` matches nothing; otherwise at least one predicate
+ *   must match as a recursive subset: scalars equal, object predicates need every key (extra payload keys are fine),
+ *   array predicates need each element somewhere in the payload array.
+ */
+export interface EventFilter {
+  event_types?: string[] | null
+  payload_predicates?: JsonValue[] | null
+}
+
+/** Which facts a query, a conditional append's context or a stream is about. */
+export interface EventQuery {
+  /** Alternatives (OR); absent, `null` or `[]` match every event. */
+  filters?: EventFilter[] | null
+  /** Exclusive read cursor for `query`: only records with a greater sequence number. Ignored by context versions and streams. */
+  min_sequence_number?: bigint | number | null
+}
+
+/** What `query` returns. */
+export interface QueryResult {
+  /** Matching records after `min_sequence_number`, ascending. */
+  event_records: EventRecord[]
+  /** Sequence number of the last returned record, or `null`. */
+  last_returned_sequence_number: bigint | null
+  /** Greatest sequence number matching the filters (ignoring the cursor), or `null`: pass it to `appendIf`. */
+  current_context_version: bigint | null
+}
+
+/** The committed range of a batch. */
+export interface AppendResult {
+  first_sequence_number: bigint
+  last_sequence_number: bigint
+  committed_count: bigint
+}
+
+/** The versions of a refused conditional append. */
+export interface ConditionalAppendConflict {
+  expected_context_version: bigint | null
+  actual_context_version: bigint | null
+}
+
+/** What `appendIf` returns: exactly one of the two fields is set. */
+export interface AppendIfResult {
+  append_result?: AppendResult
+  conflict?: ConditionalAppendConflict
+}
+
+/**
+ * A stream handler: receives one committed batch at a time, in commit order.
+ * The next batch of the same stream waits until the returned promise settles.
+ * Throwing or rejecting is a handler failure: a live stream logs it and goes
+ * on; a durable stream stops and keeps its cursor before that batch.
+ */
+export type StreamHandler = (batch: EventRecord[]) => void | Promise<void>
+
+/** The stable codes of store errors (`error.code`). */
+export declare const ErrorCode: {
+  readonly EmptyAppend: 'FACTSTR_EMPTY_APPEND'
+  readonly ConditionalAppendConflict: 'FACTSTR_CONDITIONAL_APPEND_CONFLICT'
+  readonly NotImplemented: 'FACTSTR_NOT_IMPLEMENTED'
+  readonly BackendFailure: 'FACTSTR_BACKEND_FAILURE'
+  readonly InvalidInput: 'FACTSTR_INVALID_INPUT'
+}
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+/**
+ * An error reported by a store. Invalid input is thrown as a `TypeError`
+ * carrying `code: 'FACTSTR_INVALID_INPUT'` and a message naming the field.
+ */
+export declare class FactstrError extends Error {
+  readonly code: ErrorCode
+}
+
+/** A registered stream. */
+export declare class FactstrSubscription {
+  private constructor()
+  /** Distinct among the streams of one store. */
+  readonly id: bigint
+  /**
+   * Stops future deliveries (a batch already handed to the handler may still
+   * finish). Once every subscription is unsubscribed, the process can exit.
+   * For a durable stream the name becomes free once a running handler call
+   * has settled.
+   */
+  unsubscribe(): void
+}
+
+/** The operations every store offers. */
+export declare abstract class FactstrStore {
+  protected constructor()
+
+  /** Appends a batch; it gets one consecutive range of sequence numbers. Throws `FACTSTR_EMPTY_APPEND` for `[]`. */
+  append(events: NewEvent[]): AppendResult
+  /** Returns the matching records after `min_sequence_number`, with the context version. */
+  query(query?: EventQuery | null): QueryResult
+  /**
+   * Appends only if the context version of `query` (ignoring its
+   * `min_sequence_number`) equals `expectedContextVersion` (`null`: nothing
+   * may match); otherwise returns `{ conflict }` and writes nothing.
+   */
+  appendIf(events: NewEvent[], query: EventQuery | null | undefined, expectedContextVersion: bigint | number | null | undefined): AppendIfResult
+
+  /** `append` off the event loop. */
+  appendAsync(events: NewEvent[]): Promise<AppendResult>
+  /** `query` off the event loop. */
+  queryAsync(query?: EventQuery | null): Promise<QueryResult>
+  /** `appendIf` off the event loop. */
+  appendIfAsync(events: NewEvent[], query: EventQuery | null | undefined, expectedContextVersion: bigint | number | null | undefined): Promise<AppendIfResult>
+
+  /** Delivers every batch committed from now on, one batch per handler call. */
+  streamAll(handler: StreamHandler): FactstrSubscription
+  /** Delivers the matching events of every batch committed from now on; batches without matches are skipped. */
+  streamTo(query: EventQuery | null | undefined, handler: StreamHandler): FactstrSubscription
+  /**
+   * Replays every committed batch after the durable cursor of `name`, then
+   * continues live. Resolves once the replay has finished; rejects with
+   * `FACTSTR_BACKEND_FAILURE` when a replay handler fails (the cursor stays
+   * after the last handled batch), when `name` is already active, or when
+   * `name` was registered with another query. The cursor advances only after
+   * the handler's promise resolved.
+   */
+  streamAllDurable(name: string, handler: StreamHandler): Promise<FactstrSubscription>
+  /** Like `streamAllDurable`, for the events matching `query`. */
+  streamToDurable(name: string, query: EventQuery | null | undefined, handler: StreamHandler): Promise<FactstrSubscription>
+
+  /** Stops every stream and closes the store; later calls throw `FACTSTR_BACKEND_FAILURE`. */
+  close(): void
+  /** Whether `close()` has not been called. */
+  readonly isOpen: boolean
+}
+
+/** The in-memory store: for tests and rebuildable data. Durable cursors live as long as the store. */
+export declare class FactstrMemoryStore extends FactstrStore {
+  constructor()
+}
+
+/** The embedded store on SQLite: one file, durable, the default for real use. */
+export declare class FactstrSqliteStore extends FactstrStore {
+  /** Opens the database at `path`, creating the file and missing folders. */
+  static open(path: string): FactstrSqliteStore
+}
+
+/** The PostgreSQL store: many processes and machines sharing one log. */
+export declare class FactstrPostgresStore extends FactstrStore {
+  /** Connects to the database at `url` (tables live in the schema the connection's `search_path` names). */
+  static connect(url: string): FactstrPostgresStore
+}
