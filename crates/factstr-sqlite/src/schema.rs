@@ -1,0 +1,309 @@
+//! The database layout, its version, and the checks run when a file is
+//! opened.
+//!
+//! Opening never changes a file it refuses: the file header and the schema
+//! are inspected first, and only a new (empty) file or a FACTSTR database of
+//! a known version is switched to WAL mode or initialised.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use factstr::EventStoreError;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+
+use crate::error::SqliteResultExt;
+use crate::options::{SqliteDurability, SqliteStoreOptions};
+
+/// The schema version this build writes and reads.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// The value of the `format` key that marks a FACTSTR database.
+const FORMAT_MARKER: &str = "factstr-event-store";
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Creates the schema; every statement is idempotent, so two processes
+/// initialising a new file one after the other both succeed.
+const CREATE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS factstr_metadata (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS factstr_events (
+    sequence_number INTEGER PRIMARY KEY NOT NULL,
+    batch_last_sequence_number INTEGER NOT NULL,
+    occurred_at_micros INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS factstr_events_by_type
+    ON factstr_events (event_type, sequence_number);
+
+CREATE TABLE IF NOT EXISTS factstr_payload_terms (
+    term TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    sequence_number INTEGER NOT NULL,
+    PRIMARY KEY (term, event_type, sequence_number)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS factstr_durable_streams (
+    name TEXT PRIMARY KEY NOT NULL,
+    query TEXT NOT NULL,
+    cursor INTEGER NOT NULL
+) WITHOUT ROWID;
+
+INSERT OR IGNORE INTO factstr_metadata (key, value)
+    VALUES ('format', 'factstr-event-store'), ('schema_version', '1');
+";
+
+/// Opens (and when new, initialises) the database at `path` and returns the
+/// connection the writer thread will own.
+pub(crate) fn open_writer_connection(
+    path: &Path,
+    options: &SqliteStoreOptions,
+) -> Result<Connection, EventStoreError> {
+    check_file_header(path)?;
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|error| open_failure(path, &error))?;
+    connection
+        .busy_timeout(options.busy_timeout)
+        .or_failed("setting the busy timeout")?;
+
+    match inspect(&connection, path)? {
+        Layout::Factstr { version } if version == SCHEMA_VERSION => {
+            enable_wal(&connection, path, options.busy_timeout)?;
+        }
+        Layout::Factstr { version } => return Err(unsupported_version(path, version)),
+        Layout::Empty => initialise(&connection, path, options.busy_timeout)?,
+    }
+
+    let synchronous = match options.durability {
+        SqliteDurability::Full => "FULL",
+        SqliteDurability::Normal => "NORMAL",
+    };
+    connection
+        .execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous};
+             PRAGMA cache_size = -32768;
+             PRAGMA temp_store = MEMORY;"
+        ))
+        .or_failed("configuring the writer connection")?;
+    Ok(connection)
+}
+
+/// Opens a read connection on an initialised database.
+pub(crate) fn open_reader_connection(
+    path: &Path,
+    options: &SqliteStoreOptions,
+) -> Result<Connection, EventStoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|error| open_failure(path, &error))?;
+    connection
+        .busy_timeout(options.busy_timeout)
+        .or_failed("setting the busy timeout")?;
+    connection
+        .execute_batch(
+            "PRAGMA query_only = ON;
+             PRAGMA cache_size = -16384;
+             PRAGMA temp_store = MEMORY;",
+        )
+        .or_failed("configuring a read connection")?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+/// What an opened file holds.
+enum Layout {
+    /// No tables at all: a new file.
+    Empty,
+    /// A FACTSTR database of schema `version`.
+    Factstr { version: i64 },
+}
+
+/// Refuses a non-empty file that does not start with the SQLite header,
+/// before SQLite opens it.
+fn check_file_header(path: &Path) -> Result<(), EventStoreError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(EventStoreError::backend(format!(
+                "cannot read {}: {error}",
+                path.display()
+            )));
+        }
+    };
+    let mut header = [0_u8; 16];
+    let mut filled = 0;
+    while filled < header.len() {
+        match file.read(&mut header[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => {
+                return Err(EventStoreError::backend(format!(
+                    "cannot read {}: {error}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    if filled == 0 || header == *SQLITE_HEADER {
+        Ok(())
+    } else {
+        Err(EventStoreError::invalid_input(format!(
+            "{} is not a SQLite database (it does not start with the SQLite file header); \
+             it was left unchanged",
+            path.display()
+        )))
+    }
+}
+
+/// Reads the schema without changing anything and decides whether the file
+/// is new, ours, or something else.
+fn inspect(connection: &Connection, path: &Path) -> Result<Layout, EventStoreError> {
+    let reading = |error: rusqlite::Error| {
+        EventStoreError::backend(format!(
+            "cannot read the schema of {}: {error}",
+            path.display()
+        ))
+    };
+    let mut statement = connection
+        .prepare(
+            "SELECT name FROM sqlite_schema
+             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+             ORDER BY name",
+        )
+        .map_err(reading)?;
+    let tables = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(Iterator::collect::<Result<Vec<String>, _>>)
+        .map_err(reading)?;
+    if tables.is_empty() {
+        return Ok(Layout::Empty);
+    }
+    if !tables.iter().any(|table| table == "factstr_metadata") {
+        return Err(EventStoreError::invalid_input(format!(
+            "{} is a SQLite database but not a FACTSTR database (it has the tables {} \
+             and no FACTSTR marker); it was left unchanged",
+            path.display(),
+            tables.join(", ")
+        )));
+    }
+    let metadata = |key: &str| {
+        connection
+            .query_row(
+                "SELECT value FROM factstr_metadata WHERE key = ?1",
+                [key],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(reading)
+    };
+    if metadata("format")?.as_deref() != Some(FORMAT_MARKER) {
+        return Err(EventStoreError::invalid_input(format!(
+            "{} has a factstr_metadata table without the FACTSTR marker; \
+             it is not a FACTSTR database and was left unchanged",
+            path.display()
+        )));
+    }
+    let version = metadata("schema_version")?;
+    match version.as_deref().map(str::parse::<i64>) {
+        Some(Ok(version)) => Ok(Layout::Factstr { version }),
+        _ => Err(EventStoreError::invalid_input(format!(
+            "{} is marked as a FACTSTR database but its schema version {version:?} \
+             is not a number; it was left unchanged",
+            path.display()
+        ))),
+    }
+}
+
+fn unsupported_version(path: &Path, version: i64) -> EventStoreError {
+    EventStoreError::invalid_input(format!(
+        "{} was written with FACTSTR schema version {version}, but this build of \
+         factstr-sqlite reads schema version {SCHEMA_VERSION} only; use a newer \
+         factstr-sqlite (the file was left unchanged)",
+        path.display()
+    ))
+}
+
+/// Initialises a new file: WAL mode, then the schema inside
+/// `BEGIN IMMEDIATE`, checking again under the write lock in case another
+/// process initialised (or filled) the file meanwhile.
+fn initialise(
+    connection: &Connection,
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<(), EventStoreError> {
+    enable_wal(connection, path, busy_timeout)?;
+    connection
+        .execute_batch("BEGIN IMMEDIATE")
+        .or_failed("starting the schema transaction")?;
+    let created = match inspect(connection, path) {
+        Ok(Layout::Empty) => connection
+            .execute_batch(CREATE_SCHEMA)
+            .or_failed("creating the schema"),
+        Ok(Layout::Factstr { version }) if version == SCHEMA_VERSION => Ok(()),
+        Ok(Layout::Factstr { version }) => Err(unsupported_version(path, version)),
+        Err(error) => Err(error),
+    };
+    match created {
+        Ok(()) => connection
+            .execute_batch("COMMIT")
+            .or_failed("committing the schema"),
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Switches the file to WAL mode, retrying while another connection (of this
+/// or another process opening the same new file) holds a lock.
+fn enable_wal(
+    connection: &Connection,
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<(), EventStoreError> {
+    let deadline = Instant::now() + busy_timeout;
+    loop {
+        let outcome = connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0));
+        let retry = match &outcome {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) => true,
+            Err(error) => matches!(
+                error.sqlite_error_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            ),
+        };
+        if !retry || Instant::now() >= deadline {
+            return Err(EventStoreError::backend(format!(
+                "cannot switch {} to WAL mode: {}",
+                path.display(),
+                match outcome {
+                    Ok(mode) => format!("SQLite kept journal mode `{mode}`"),
+                    Err(error) => error.to_string(),
+                }
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn open_failure(path: &Path, error: &rusqlite::Error) -> EventStoreError {
+    EventStoreError::backend(format!("cannot open {}: {error}", path.display()))
+}

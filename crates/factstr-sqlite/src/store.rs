@@ -1,0 +1,196 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use factstr::backend::validation;
+use factstr::backend::{CommittedLog, StreamDispatcher};
+use factstr::{
+    AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
+    HandleStream, NewEvent, QueryResult,
+};
+
+use crate::error::SqliteResultExt;
+use crate::log::SqliteLog;
+use crate::options::SqliteStoreOptions;
+use crate::writer::{Condition, PreparedBatch, Writer};
+use crate::{schema, sql};
+
+/// An event store in one SQLite file: durable, shared safely between
+/// threads and processes.
+///
+/// Open it with [`SqliteStore::open`] or [`SqliteStore::open_with`]; use it
+/// through [`EventStore`]. Dropping the store stops its streams, writes
+/// pending durable cursors and closes the file.
+///
+/// # Implementation
+///
+/// The file is in WAL mode. One writer connection on a dedicated thread
+/// commits appends: every append waiting at that moment goes into one
+/// `BEGIN IMMEDIATE` transaction and one sync (group commit), each
+/// `append_if` checked in order against the state its predecessors left.
+/// After the commit, the writer hands each batch to the shared stream
+/// dispatcher in commit order, then answers the callers. Queries and stream
+/// reads use their own connections and never wait for the writer; a query
+/// reads its records and context version in one read transaction. Other
+/// processes may open the same file: `BEGIN IMMEDIATE` and the busy timeout
+/// serialise their writers, and live streams see their appends too.
+pub struct SqliteStore {
+    path: PathBuf,
+    log: Arc<SqliteLog>,
+    dispatcher: Arc<StreamDispatcher>,
+}
+
+impl SqliteStore {
+    /// Opens the store in the file at `path` with default options, creating
+    /// the file and its missing parent folders when needed.
+    ///
+    /// A file that is not a SQLite database, a SQLite database of another
+    /// application, or a FACTSTR database of a newer schema version is
+    /// refused with [`EventStoreError::InvalidInput`] and left unchanged.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, EventStoreError> {
+        Self::open_with(path, SqliteStoreOptions::default())
+    }
+
+    /// Opens the store in the file at `path` with `options`; see
+    /// [`open`](Self::open).
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteStoreOptions,
+    ) -> Result<Self, EventStoreError> {
+        let path = path.as_ref().to_path_buf();
+        check_path(&path)?;
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                EventStoreError::backend(format!(
+                    "cannot create the folder {} for the database: {error}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let connection = schema::open_writer_connection(&path, &options)?;
+        // In this order, so that a commit by another process after the last
+        // sequence number was read changes the data version the writer
+        // watches.
+        let data_version = connection
+            .pragma_query_value(None, "data_version", |row| row.get::<_, i64>(0))
+            .or_failed("reading the data version")?;
+        let (last_committed, _) = sql::last_committed(&connection)?;
+        let dispatcher = Arc::new(StreamDispatcher::new(last_committed));
+        let writer = Writer::start(connection, data_version, Arc::clone(&dispatcher))?;
+        let log = Arc::new(SqliteLog::new(&path, &options, writer));
+        Ok(Self {
+            path,
+            log,
+            dispatcher,
+        })
+    }
+
+    /// The path the store was opened with.
+    pub fn database_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn committed_log(&self) -> Arc<dyn CommittedLog> {
+        Arc::clone(&self.log) as Arc<dyn CommittedLog>
+    }
+}
+
+/// Refuses paths SQLite would not treat as a file of its own.
+fn check_path(path: &Path) -> Result<(), EventStoreError> {
+    if path.as_os_str().is_empty() {
+        return Err(EventStoreError::invalid_input(
+            "the database path is empty; SQLite would use a private temporary database",
+        ));
+    }
+    if path.as_os_str() == ":memory:" {
+        return Err(EventStoreError::invalid_input(
+            "the database path `:memory:` names an in-memory SQLite database, which the \
+             store's connections cannot share; use factstr-memory, or `./:memory:` for a file",
+        ));
+    }
+    Ok(())
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.dispatcher.close();
+        self.log.writer.shutdown();
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("last_published", &self.dispatcher.last_published())
+            .finish()
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError> {
+        validation::validate_query(event_query)?;
+        self.log
+            .read(|connection| sql::query(connection, event_query))
+    }
+
+    fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
+        validation::validate_new_events(&new_events)?;
+        let batch = PreparedBatch::new(new_events)?;
+        self.log.writer.append(batch, None)
+    }
+
+    fn append_if(
+        &self,
+        new_events: Vec<NewEvent>,
+        context_query: &EventQuery,
+        expected_context_version: Option<u64>,
+    ) -> Result<AppendResult, EventStoreError> {
+        validation::validate_conditional_append(
+            &new_events,
+            context_query,
+            expected_context_version,
+        )?;
+        let batch = PreparedBatch::new(new_events)?;
+        let condition = Condition {
+            context_query: context_query.clone(),
+            expected_context_version,
+        };
+        self.log.writer.append(batch, Some(condition))
+    }
+
+    fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {
+        self.dispatcher.stream_all(self.committed_log(), handle)
+    }
+
+    fn stream_to(
+        &self,
+        event_query: &EventQuery,
+        handle: HandleStream,
+    ) -> Result<EventStream, EventStoreError> {
+        self.dispatcher
+            .stream_to(self.committed_log(), event_query, handle)
+    }
+
+    fn stream_all_durable(
+        &self,
+        durable_stream: &DurableStream,
+        handle: HandleStream,
+    ) -> Result<EventStream, EventStoreError> {
+        self.dispatcher
+            .stream_all_durable(self.committed_log(), durable_stream, handle)
+    }
+
+    fn stream_to_durable(
+        &self,
+        durable_stream: &DurableStream,
+        event_query: &EventQuery,
+        handle: HandleStream,
+    ) -> Result<EventStream, EventStoreError> {
+        self.dispatcher
+            .stream_to_durable(self.committed_log(), durable_stream, event_query, handle)
+    }
+}

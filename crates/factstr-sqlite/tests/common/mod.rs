@@ -1,0 +1,96 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use factstr::{
+    AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
+    HandleStream, NewEvent, QueryResult,
+};
+use factstr_sqlite::{SqliteStore, SqliteStoreOptions};
+use tempfile::TempDir;
+
+/// A store on a new file in a temporary folder, removed when dropped (after
+/// the store is closed).
+pub(crate) struct TemporaryStore {
+    // Fields drop in order: the store closes before its folder goes.
+    pub(crate) store: SqliteStore,
+    pub(crate) folder: TempDir,
+}
+
+impl TemporaryStore {
+    pub(crate) fn new() -> Self {
+        Self::with_options(SqliteStoreOptions::default())
+    }
+
+    pub(crate) fn with_options(options: SqliteStoreOptions) -> Self {
+        let folder = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(folder.path().join("events.db"), options).unwrap();
+        Self { store, folder }
+    }
+
+    pub(crate) fn path(&self) -> PathBuf {
+        self.store.database_path().to_path_buf()
+    }
+}
+
+/// A path for a database file in `folder`.
+pub(crate) fn database_in(folder: &TempDir) -> PathBuf {
+    folder.path().join("events.db")
+}
+
+/// The bytes of the file at `path`.
+pub(crate) fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+impl EventStore for TemporaryStore {
+    fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError> {
+        self.store.query(event_query)
+    }
+
+    fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
+        self.store.append(new_events)
+    }
+
+    fn append_if(
+        &self,
+        new_events: Vec<NewEvent>,
+        context_query: &EventQuery,
+        expected_context_version: Option<u64>,
+    ) -> Result<AppendResult, EventStoreError> {
+        self.store
+            .append_if(new_events, context_query, expected_context_version)
+    }
+
+    fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {
+        self.store.stream_all(handle)
+    }
+
+    fn stream_to(
+        &self,
+        event_query: &EventQuery,
+        handle: HandleStream,
+    ) -> Result<EventStream, EventStoreError> {
+        self.store.stream_to(event_query, handle)
+    }
+
+    fn stream_all_durable(
+        &self,
+        durable_stream: &DurableStream,
+        handle: HandleStream,
+    ) -> Result<EventStream, EventStoreError> {
+        self.store.stream_all_durable(durable_stream, handle)
+    }
+
+    fn stream_to_durable(
+        &self,
+        durable_stream: &DurableStream,
+        event_query: &EventQuery,
+        handle: HandleStream,
+    ) -> Result<EventStream, EventStoreError> {
+        self.store
+            .stream_to_durable(durable_stream, event_query, handle)
+    }
+}

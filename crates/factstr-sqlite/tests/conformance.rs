@@ -1,0 +1,12 @@
+//! The whole conformance suite against `SqliteStore`, each case on a fresh
+//! database file in its own temporary folder.
+
+mod common;
+
+use common::TemporaryStore;
+
+fn new_store() -> TemporaryStore {
+    TemporaryStore::new()
+}
+
+factstr_conformance::conformance_tests!(new_store);
