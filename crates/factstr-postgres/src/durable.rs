@@ -1,0 +1,374 @@
+//! Durable streams: the session advisory lock that makes a name exclusive
+//! across processes, the stored query, and the cursors.
+//!
+//! # Claims
+//!
+//! Opening a durable stream opens a connection of its own and takes
+//! `pg_try_advisory_lock` on a key derived from the schema and the name; the
+//! connection is held while the stream is active, and closing it releases
+//! the lock. If that connection dies (the server restarted, an administrator
+//! ended the session), the lock is gone and another process may take the
+//! name. So before each handler call the stream's handler wrapper checks the
+//! claim: when it was not confirmed within [`CLAIM_CHECK_INTERVAL`], or a
+//! connection loss was seen since, it pings the claim's connection; a dead
+//! connection is replaced and the lock taken again. If another process holds
+//! the lock by then, the handler call fails, which stops the stream and
+//! keeps its cursor (the shared dispatcher's rule for failed durable
+//! handlers), so two processes never run the same durable stream.
+//!
+//! # Cursors
+//!
+//! `advance` only records the handled position in memory; a background task
+//! writes the recorded cursors (monotonic, `GREATEST`) in one statement,
+//! every few milliseconds while there is progress, so replay is not bounded
+//! by one round trip per batch. A cursor is therefore never written ahead of
+//! what was handled; after a crash a stream may get up to the last few
+//! milliseconds of batches again. Closing a stream writes its cursor before
+//! the lock is released, so the next owner starts from it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use factstr::backend::DurableStreamState;
+use factstr::{EventQuery, EventStoreError};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::error::database_failure;
+use crate::log::{from_database, to_database};
+use crate::schema::SchemaNames;
+use crate::store::Connector;
+
+/// How long a confirmed claim is trusted without asking the server again.
+const CLAIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause between cursor writes, so that progress made meanwhile is written
+/// together.
+const CURSOR_WRITE_PAUSE: Duration = Duration::from_millis(10);
+const RETRY_DELAY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
+
+/// The durable streams of one store. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct DurableStreams {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    names: Arc<SchemaNames>,
+    connector: Connector,
+    /// Bumped whenever the store notices a lost connection; claims confirmed
+    /// before are checked again.
+    connection_epoch: Arc<AtomicU64>,
+    claims: Mutex<HashMap<String, Arc<Claim>>>,
+    /// Handled positions not yet written.
+    pending_cursors: Mutex<HashMap<String, u64>>,
+    cursors_advanced: tokio::sync::Notify,
+    /// Held while cursors are written, so that a stream's cursor is on disk
+    /// when `close` returns.
+    cursor_writing: tokio::sync::Mutex<()>,
+}
+
+/// One active durable stream of this process.
+struct Claim {
+    key: i64,
+    /// The session holding the advisory lock; `None` once it was found dead.
+    session: tokio::sync::Mutex<Option<PgConnection>>,
+    /// The connection epoch and time of the last confirmation.
+    confirmed: Mutex<(u64, Instant)>,
+    released: AtomicBool,
+}
+
+impl DurableStreams {
+    pub(crate) fn new(
+        pool: PgPool,
+        names: Arc<SchemaNames>,
+        connector: Connector,
+        connection_epoch: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                names,
+                connector,
+                connection_epoch,
+                claims: Mutex::new(HashMap::new()),
+                pending_cursors: Mutex::new(HashMap::new()),
+                cursors_advanced: tokio::sync::Notify::new(),
+                cursor_writing: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Claims `name` for this process and returns its stored query and
+    /// cursor, creating it with `query` and cursor 0 when new.
+    pub(crate) async fn open(
+        &self,
+        name: &str,
+        query: &EventQuery,
+    ) -> Result<DurableStreamState, EventStoreError> {
+        if name.contains('\0') {
+            return Err(EventStoreError::invalid_input(format!(
+                "durable stream name {name:?} contains a NUL character, which PostgreSQL cannot store"
+            )));
+        }
+        let inner = &self.inner;
+        let key = inner.names.durable_lock_key(name);
+        let mut session = inner
+            .connector
+            .connect(&format!("claim durable stream `{name}`"))
+            .await?;
+        let failed = |error: sqlx::Error| {
+            database_failure(&format!("cannot open durable stream `{name}`"), &error)
+        };
+        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut session)
+            .await
+            .map_err(failed)?;
+        if !claimed {
+            close_session(session).await;
+            return Err(EventStoreError::backend(format!(
+                "durable stream `{name}` is already active in another process"
+            )));
+        }
+        let query_json = serde_json::to_string(query).map_err(|error| {
+            EventStoreError::invalid_input(format!(
+                "the query of durable stream `{name}` cannot be stored: {error}"
+            ))
+        })?;
+        let sql = format!(
+            "WITH created AS (INSERT INTO {table} (name, query, cursor) VALUES ($1, $2, 0) \
+                              ON CONFLICT (name) DO NOTHING RETURNING query, cursor) \
+             SELECT query, cursor FROM created \
+             UNION ALL SELECT query, cursor FROM {table} WHERE name = $1",
+            table = inner.names.durable_streams
+        );
+        let (stored_query, stored_cursor): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .bind(&query_json)
+            .fetch_one(&mut session)
+            .await
+            .map_err(failed)?;
+        let stored_query: EventQuery = serde_json::from_str(&stored_query).map_err(|error| {
+            EventStoreError::backend(format!(
+                "the stored query of durable stream `{name}` is not readable: {error}"
+            ))
+        })?;
+        // A cursor this process recorded but did not write yet is handled
+        // progress too.
+        let pending = lock(&inner.pending_cursors).get(name).copied().unwrap_or(0);
+        let cursor = from_database(stored_cursor).max(pending);
+        let claim = Arc::new(Claim {
+            key,
+            session: tokio::sync::Mutex::new(Some(session)),
+            confirmed: Mutex::new((inner.current_epoch(), Instant::now())),
+            released: AtomicBool::new(false),
+        });
+        lock(&inner.claims).insert(name.to_owned(), claim);
+        Ok(DurableStreamState {
+            query: stored_query,
+            cursor,
+        })
+    }
+
+    /// Records that the stream `name` handled everything it needs up to
+    /// `cursor`; written shortly after by the cursor task.
+    pub(crate) fn advance(&self, name: &str, cursor: u64) {
+        {
+            let mut pending = lock(&self.inner.pending_cursors);
+            let entry = pending.entry(name.to_owned()).or_insert(cursor);
+            *entry = (*entry).max(cursor);
+        }
+        self.inner.cursors_advanced.notify_one();
+    }
+
+    /// Writes the stream's cursor, then releases its claim.
+    pub(crate) async fn close(&self, name: &str) {
+        let claim = lock(&self.inner.claims).remove(name);
+        if let Err(error) = self.write_cursor_of(name).await {
+            tracing::warn!(durable_stream = name, %error, "could not store the durable cursor at close");
+        }
+        if let Some(claim) = claim {
+            claim.released.store(true, Ordering::SeqCst);
+            if let Some(session) = claim.session.lock().await.take() {
+                close_session(session).await;
+            }
+        }
+    }
+
+    /// Whether the claim of `name` was confirmed recently enough to deliver
+    /// without asking the server.
+    pub(crate) fn is_confirmed(&self, name: &str) -> bool {
+        let claim = lock(&self.inner.claims).get(name).cloned();
+        claim.is_some_and(|claim| claim.is_fresh(self.inner.current_epoch()))
+    }
+
+    /// Makes sure this process still holds the lock of `name`: pings the
+    /// claim's session and, when it died, takes the lock again on a new one
+    /// (waiting for the server while it is unreachable). Fails when another
+    /// process holds the lock, or the stream was closed.
+    pub(crate) async fn confirm(&self, name: &str) -> Result<(), String> {
+        let inner = &self.inner;
+        let Some(claim) = lock(&inner.claims).get(name).cloned() else {
+            return Err(format!("durable stream `{name}` is not open in this store"));
+        };
+        let mut session = claim.session.lock().await;
+        let epoch = inner.current_epoch();
+        if claim.is_fresh(epoch) {
+            return Ok(());
+        }
+        if let Some(connection) = session.as_mut() {
+            let ping = tokio::time::timeout(inner.connector.timeout(), connection.ping()).await;
+            if let Ok(Ok(())) = ping {
+                claim.confirm(epoch);
+                return Ok(());
+            }
+            tracing::warn!(
+                durable_stream = name,
+                "the session holding a durable stream's lock was lost; taking the lock again"
+            );
+        }
+        *session = None;
+        let mut delay = RETRY_DELAY_FIRST;
+        loop {
+            if claim.released.load(Ordering::SeqCst) {
+                return Err(format!("durable stream `{name}` was closed"));
+            }
+            let epoch = inner.current_epoch();
+            match inner
+                .connector
+                .connect(&format!("claim durable stream `{name}` again"))
+                .await
+            {
+                Ok(mut connection) => {
+                    let claimed: Result<bool, sqlx::Error> =
+                        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                            .bind(claim.key)
+                            .fetch_one(&mut connection)
+                            .await;
+                    match claimed {
+                        Ok(true) => {
+                            *session = Some(connection);
+                            claim.confirm(epoch);
+                            tracing::info!(
+                                durable_stream = name,
+                                "durable stream lock taken again"
+                            );
+                            return Ok(());
+                        }
+                        Ok(false) => {
+                            close_session(connection).await;
+                            return Err(format!(
+                                "durable stream `{name}` lost its lock when its connection was lost, \
+                                 and another process holds it now; the stream stops here"
+                            ));
+                        }
+                        Err(error) => {
+                            tracing::warn!(durable_stream = name, %error, "taking a durable stream's lock again failed; retrying");
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(durable_stream = name, %error, "cannot reach PostgreSQL to take a durable stream's lock again; retrying");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_DELAY_MAX);
+        }
+    }
+
+    /// Writes recorded cursors until the store closes; runs as a task.
+    pub(crate) async fn write_cursors(self) {
+        loop {
+            self.inner.cursors_advanced.notified().await;
+            let mut delay = RETRY_DELAY_FIRST;
+            while let Err(error) = self.write_all_cursors().await {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "writing durable cursors failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_DELAY_MAX);
+            }
+            tokio::time::sleep(CURSOR_WRITE_PAUSE).await;
+        }
+    }
+
+    /// Writes every recorded cursor now.
+    pub(crate) async fn write_all_cursors(&self) -> Result<(), EventStoreError> {
+        let _writing = self.inner.cursor_writing.lock().await;
+        let cursors: Vec<(String, u64)> = lock(&self.inner.pending_cursors).drain().collect();
+        self.write(cursors).await
+    }
+
+    async fn write_cursor_of(&self, name: &str) -> Result<(), EventStoreError> {
+        let _writing = self.inner.cursor_writing.lock().await;
+        let cursor = lock(&self.inner.pending_cursors).remove(name);
+        match cursor {
+            Some(cursor) => self.write(vec![(name.to_owned(), cursor)]).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `cursors`; on failure they are recorded again (keeping any
+    /// greater position recorded meanwhile).
+    async fn write(&self, cursors: Vec<(String, u64)>) -> Result<(), EventStoreError> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = cursors.iter().map(|(name, _)| name.as_str()).collect();
+        let positions: Vec<i64> = cursors
+            .iter()
+            .map(|&(_, cursor)| to_database(cursor))
+            .collect();
+        let sql = format!(
+            "UPDATE {table} AS stream SET cursor = GREATEST(stream.cursor, written.cursor) \
+             FROM UNNEST($1::text[], $2::bigint[]) AS written(name, cursor) \
+             WHERE stream.name = written.name",
+            table = self.inner.names.durable_streams
+        );
+        let written = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&names)
+            .bind(&positions)
+            .execute(&self.inner.pool)
+            .await;
+        if let Err(error) = written {
+            let mut pending = lock(&self.inner.pending_cursors);
+            for (name, cursor) in cursors {
+                let entry = pending.entry(name).or_insert(cursor);
+                *entry = (*entry).max(cursor);
+            }
+            return Err(database_failure("writing durable cursors failed", &error));
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn current_epoch(&self) -> u64 {
+        self.connection_epoch.load(Ordering::SeqCst)
+    }
+}
+
+impl Claim {
+    fn is_fresh(&self, epoch: u64) -> bool {
+        let (confirmed_epoch, confirmed_at) = *lock(&self.confirmed);
+        !self.released.load(Ordering::SeqCst)
+            && confirmed_epoch == epoch
+            && confirmed_at.elapsed() < CLAIM_CHECK_INTERVAL
+    }
+
+    fn confirm(&self, epoch: u64) {
+        *lock(&self.confirmed) = (epoch, Instant::now());
+    }
+}
+
+/// Ends a claim's session, which releases its advisory lock.
+async fn close_session(session: PgConnection) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
+}
+
+/// Locks `mutex`, recovering the data if a thread panicked while holding it
+/// (every critical section here leaves the data consistent).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

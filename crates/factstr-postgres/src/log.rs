@@ -1,0 +1,487 @@
+//! Reading the log: queries, context versions, committed batches for
+//! streams, and the `CommittedLog` the shared dispatcher reads through.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use factstr::backend::{
+    BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
+};
+use factstr::{EventQuery, EventRecord, EventStoreError, QueryResult};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch};
+
+use crate::durable::DurableStreams;
+use crate::error::database_failure;
+use crate::listener::CommitNews;
+use crate::schema::SchemaNames;
+use crate::sql::Candidates;
+
+/// Candidates fetched at first when looking for the newest match; each
+/// further round fetches four times as many, up to [`MAX_NEWEST_CANDIDATES`].
+const FIRST_NEWEST_CANDIDATES: i64 = 16;
+const MAX_NEWEST_CANDIDATES: i64 = 4_096;
+
+/// What the dispatcher and the store's tasks share: the runtime the store's
+/// work runs on, the reader, the dispatcher and the durable streams.
+pub(crate) struct PostgresLog {
+    pub(crate) runtime: Handle,
+    pub(crate) reader: Reader,
+    pub(crate) dispatcher: StreamDispatcher,
+    pub(crate) durable: DurableStreams,
+    /// Tells the publisher about commits.
+    pub(crate) news: mpsc::UnboundedSender<CommitNews>,
+    /// The last sequence number the publisher published.
+    pub(crate) published: watch::Sender<u64>,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl PostgresLog {
+    /// Publishes every batch committed before now, so that a stream
+    /// registered next starts after them: a live stream never receives
+    /// history (batches whose `append` already returned but whose
+    /// publication is still under way included), and a durable stream's
+    /// replay covers them before registration returns. Best effort: while
+    /// the database is unreachable the stream starts after what was
+    /// published.
+    pub(crate) fn publish_committed(&self) {
+        let reader = self.reader.clone();
+        let news = self.news.clone();
+        let mut published = self.published.subscribe();
+        let timeout = self.connect_timeout;
+        let caught_up = run_on(&self.runtime, async move {
+            let head = reader.head().await?;
+            if *published.borrow() >= head {
+                return Ok(());
+            }
+            let _ = news.send(CommitNews::Notified(head));
+            match tokio::time::timeout(timeout, published.wait_for(|&last| last >= head)).await {
+                Ok(Ok(_)) => Ok(()),
+                _ => Err(EventStoreError::backend(format!(
+                    "committed batches up to {head} were not published within {timeout:?}"
+                ))),
+            }
+        });
+        if let Err(error) = caught_up {
+            tracing::warn!(%error, "a live stream starts after the batches published so far");
+        }
+    }
+}
+
+impl CommittedLog for PostgresLog {
+    fn read_committed_batches(
+        &self,
+        request: &BatchReadRequest<'_>,
+    ) -> Result<CommittedBatchPage, EventStoreError> {
+        let reader = self.reader.clone();
+        let (after, through, max_events) = (request.after, request.through, request.max_events);
+        let query = request.query.cloned();
+        run_on(&self.runtime, async move {
+            reader
+                .committed_batches(after, through, query.as_ref(), max_events)
+                .await
+        })
+    }
+
+    fn open_durable_stream(
+        &self,
+        name: &str,
+        query: &EventQuery,
+    ) -> Result<DurableStreamState, EventStoreError> {
+        let durable = self.durable.clone();
+        let (name, query) = (name.to_owned(), query.clone());
+        run_on(
+            &self.runtime,
+            async move { durable.open(&name, &query).await },
+        )
+    }
+
+    fn advance_durable_cursor(&self, name: &str, cursor: u64) -> Result<(), EventStoreError> {
+        self.durable.advance(name, cursor);
+        Ok(())
+    }
+
+    fn close_durable_stream(&self, name: &str) {
+        let durable = self.durable.clone();
+        let name = name.to_owned();
+        let closed = run_on(&self.runtime, async move {
+            durable.close(&name).await;
+            Ok(())
+        });
+        if let Err(error) = closed {
+            tracing::warn!(%error, "could not close a durable stream cleanly");
+        }
+    }
+}
+
+/// Runs `work` on the store's runtime and waits for its result on the
+/// calling thread. Works from any thread, including from inside another
+/// tokio runtime (it blocks on a channel, never on a runtime).
+pub(crate) fn run_on<T: Send + 'static>(
+    runtime: &Handle,
+    work: impl Future<Output = Result<T, EventStoreError>> + Send + 'static,
+) -> Result<T, EventStoreError> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    drop(runtime.spawn(async move {
+        let _ = sender.send(work.await);
+    }));
+    receiver.recv().unwrap_or_else(|_| {
+        Err(EventStoreError::backend(
+            "the store was closed before the operation finished",
+        ))
+    })
+}
+
+/// Reads the events table through the pool.
+#[derive(Clone, Debug)]
+pub(crate) struct Reader {
+    pub(crate) pool: PgPool,
+    pub(crate) names: Arc<SchemaNames>,
+}
+
+impl Reader {
+    /// The records matching `query` after its `min_sequence_number`, and the
+    /// context version, from one snapshot.
+    ///
+    /// One statement returns the log's head and the candidate rows after the
+    /// cursor. When no candidate matches, the newest match is looked for at
+    /// or below both the cursor and that head: the log is append-only and its
+    /// visible part is always a gapless prefix, so rows up to the head read
+    /// later are exactly the rows of that snapshot.
+    pub(crate) async fn query(&self, query: &EventQuery) -> Result<QueryResult, EventStoreError> {
+        let Some(candidates) = Candidates::of(query) else {
+            return Ok(QueryResult {
+                event_records: Vec::new(),
+                last_returned_sequence_number: None,
+                current_context_version: None,
+            });
+        };
+        let after = to_database(query.min_sequence_number.unwrap_or(0));
+        let sql = format!(
+            "SELECT h.head, e.sequence_number, e.occurred_at, e.event_type, e.payload \
+             FROM (SELECT MAX(sequence_number) AS head FROM {events}) AS h \
+             LEFT JOIN (SELECT sequence_number, occurred_at, event_type, payload::text AS payload \
+                        FROM {events} WHERE sequence_number > $1 AND {condition}) AS e ON TRUE \
+             ORDER BY e.sequence_number",
+            events = self.names.events,
+            condition = candidates.condition(2),
+        );
+        let failed = |error: sqlx::Error| database_failure("query failed", &error);
+        let mut connection = self.pool.acquire().await.map_err(failed)?;
+        let rows = candidates
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after))
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(failed)?;
+        let mut head = None;
+        let mut event_records = Vec::new();
+        for row in &rows {
+            head = row.try_get::<Option<i64>, _>(0).map_err(failed)?;
+            let Some(sequence_number) = row.try_get::<Option<i64>, _>(1).map_err(failed)? else {
+                continue;
+            };
+            let record = decode_record(
+                sequence_number,
+                row.try_get(2).map_err(failed)?,
+                row.try_get(3).map_err(failed)?,
+                row.try_get(4).map_err(failed)?,
+            )
+            .map_err(failed)?;
+            if query.matches_record(&record) {
+                event_records.push(record);
+            }
+        }
+        let last_returned_sequence_number =
+            event_records.last().map(|record| record.sequence_number);
+        let current_context_version = match (last_returned_sequence_number, head) {
+            (Some(last), _) => Some(last),
+            (None, None) => None,
+            (None, Some(head)) => newest_match(
+                &mut connection,
+                &self.names,
+                &candidates,
+                query,
+                head.min(after),
+            )
+            .await
+            .map_err(failed)?,
+        };
+        Ok(QueryResult {
+            event_records,
+            last_returned_sequence_number,
+            current_context_version,
+        })
+    }
+
+    /// Committed batches after `after` up to `through`, whole batches only,
+    /// about `max_events` events per page (a batch is never split), narrowed
+    /// by `query` when given. `scanned_through` never passes the log's head.
+    pub(crate) async fn committed_batches(
+        &self,
+        after: u64,
+        through: u64,
+        query: Option<&EventQuery>,
+        max_events: usize,
+    ) -> Result<CommittedBatchPage, EventStoreError> {
+        let mut page = CommittedBatchPage {
+            batches: Vec::new(),
+            scanned_through: after,
+        };
+        if through <= after {
+            return Ok(page);
+        }
+        let candidates = match query {
+            None => Candidates::of(&EventQuery::all()),
+            Some(query) => Candidates::of(query),
+        };
+        let Some(candidates) = candidates else {
+            // Nothing stored can match: the whole range is scanned.
+            page.scanned_through = through;
+            return Ok(page);
+        };
+        let failed =
+            |error: sqlx::Error| database_failure("reading committed batches failed", &error);
+        let limit = i64::try_from(max_events.max(1)).unwrap_or(i64::MAX);
+        let (after_db, through_db) = (to_database(after), to_database(through));
+        let sql = format!(
+            "SELECT h.head, e.sequence_number, e.batch_last_sequence_number, e.occurred_at, \
+                    e.event_type, e.payload \
+             FROM (SELECT MAX(sequence_number) AS head FROM {events}) AS h \
+             LEFT JOIN (SELECT sequence_number, batch_last_sequence_number, occurred_at, event_type, \
+                               payload::text AS payload \
+                        FROM {events} \
+                        WHERE sequence_number > $1 AND sequence_number <= $2 AND {condition} \
+                        ORDER BY sequence_number LIMIT $3) AS e ON TRUE \
+             ORDER BY e.sequence_number",
+            events = self.names.events,
+            condition = candidates.condition(4),
+        );
+        let mut connection = self.pool.acquire().await.map_err(failed)?;
+        let rows = candidates
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(after_db)
+                    .bind(through_db)
+                    .bind(limit),
+            )
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(failed)?;
+        let mut head = None;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            head = row.try_get::<Option<i64>, _>(0).map_err(failed)?;
+            if let Some(record) = decode_batch_row(row, 1).map_err(failed)? {
+                records.push(record);
+            }
+        }
+        let full = i64::try_from(records.len()).unwrap_or(i64::MAX) >= limit;
+        let last_row = records
+            .last()
+            .map(|(record, batch_last)| (record.sequence_number, *batch_last));
+        let scanned_through = match last_row {
+            Some((last_sequence_number, batch_last)) if full => {
+                let batch_end = batch_last.min(through);
+                if batch_end > last_sequence_number {
+                    // The page ends inside a batch: read the rest of it.
+                    let rest = self
+                        .batch_rest(
+                            &mut connection,
+                            &candidates,
+                            last_sequence_number,
+                            batch_end,
+                        )
+                        .await
+                        .map_err(failed)?;
+                    records.extend(rest);
+                }
+                batch_end
+            }
+            _ => head.map_or(after, from_database).clamp(after, through),
+        };
+        page.scanned_through = scanned_through;
+        page.batches = group_batches(records);
+        Ok(page)
+    }
+
+    async fn batch_rest(
+        &self,
+        connection: &mut PgConnection,
+        candidates: &Candidates,
+        after: u64,
+        through: u64,
+    ) -> Result<Vec<(EventRecord, u64)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT sequence_number, batch_last_sequence_number, occurred_at, event_type, payload::text \
+             FROM {events} WHERE sequence_number > $1 AND sequence_number <= $2 AND {condition} \
+             ORDER BY sequence_number",
+            events = self.names.events,
+            condition = candidates.condition(3),
+        );
+        let rows = candidates
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(to_database(after))
+                    .bind(to_database(through)),
+            )
+            .fetch_all(&mut *connection)
+            .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(record) = decode_batch_row(row, 0)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// The greatest sequence number in the log, 0 when it is empty.
+    pub(crate) async fn head(&self) -> Result<u64, EventStoreError> {
+        let sql = format!("SELECT MAX(sequence_number) FROM {}", self.names.events);
+        let head: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| database_failure("reading the last sequence number failed", &error))?;
+        Ok(head.map_or(0, from_database))
+    }
+}
+
+/// The context version of `query` among the events up to `bound`: the
+/// greatest sequence number the shared matcher accepts. Used by queries and
+/// by conditional appends (inside their transaction).
+pub(crate) async fn context_version(
+    connection: &mut PgConnection,
+    names: &SchemaNames,
+    query: &EventQuery,
+    bound: u64,
+) -> Result<Option<u64>, sqlx::Error> {
+    match Candidates::of(query) {
+        None => Ok(None),
+        Some(candidates) => {
+            newest_match(connection, names, &candidates, query, to_database(bound)).await
+        }
+    }
+}
+
+/// Walks the candidates downwards from `bound` until the shared matcher
+/// accepts one.
+async fn newest_match(
+    connection: &mut PgConnection,
+    names: &SchemaNames,
+    candidates: &Candidates,
+    query: &EventQuery,
+    bound: i64,
+) -> Result<Option<u64>, sqlx::Error> {
+    // Without payload predicates the payload cannot change the decision.
+    let payload = if candidates.is_exact() {
+        "NULL::text"
+    } else {
+        "payload::text"
+    };
+    let sql = format!(
+        "SELECT sequence_number, event_type, {payload} FROM {events} \
+         WHERE sequence_number <= $1 AND {condition} \
+         ORDER BY sequence_number DESC LIMIT $2",
+        events = names.events,
+        condition = candidates.condition(3),
+    );
+    let mut upper = bound;
+    let mut limit = FIRST_NEWEST_CANDIDATES;
+    while upper > 0 {
+        let rows = candidates
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(upper)
+                    .bind(limit),
+            )
+            .fetch_all(&mut *connection)
+            .await?;
+        for row in &rows {
+            let sequence_number: i64 = row.try_get(0)?;
+            let event_type: String = row.try_get(1)?;
+            let payload = match row.try_get::<Option<String>, _>(2)? {
+                Some(text) => parse_payload(sequence_number, &text)?,
+                None => Value::Null,
+            };
+            if query.matches(&event_type, &payload) {
+                return Ok(Some(from_database(sequence_number)));
+            }
+            upper = sequence_number - 1;
+        }
+        if i64::try_from(rows.len()).unwrap_or(i64::MAX) < limit {
+            break;
+        }
+        limit = (limit * 4).min(MAX_NEWEST_CANDIDATES);
+    }
+    Ok(None)
+}
+
+/// Decodes a row of (sequence_number, batch_last_sequence_number,
+/// occurred_at, event_type, payload) starting at column `first`; `None`
+/// when the sequence number is NULL (the empty side of an outer join).
+fn decode_batch_row(row: &PgRow, first: usize) -> Result<Option<(EventRecord, u64)>, sqlx::Error> {
+    let Some(sequence_number) = row.try_get::<Option<i64>, _>(first)? else {
+        return Ok(None);
+    };
+    let batch_last: i64 = row.try_get(first + 1)?;
+    let record = decode_record(
+        sequence_number,
+        row.try_get(first + 2)?,
+        row.try_get(first + 3)?,
+        row.try_get(first + 4)?,
+    )?;
+    Ok(Some((record, from_database(batch_last))))
+}
+
+fn decode_record(
+    sequence_number: i64,
+    occurred_at: DateTime<Utc>,
+    event_type: String,
+    payload: String,
+) -> Result<EventRecord, sqlx::Error> {
+    Ok(EventRecord {
+        sequence_number: from_database(sequence_number),
+        occurred_at,
+        event_type,
+        payload: parse_payload(sequence_number, &payload)?,
+    })
+}
+
+fn parse_payload(sequence_number: i64, text: &str) -> Result<Value, sqlx::Error> {
+    serde_json::from_str(text).map_err(|error| {
+        sqlx::Error::Decode(
+            format!("the stored payload of event {sequence_number} is not readable JSON: {error}")
+                .into(),
+        )
+    })
+}
+
+/// Splits records (ascending) into their committed batches.
+fn group_batches(records: Vec<(EventRecord, u64)>) -> Vec<Vec<EventRecord>> {
+    let mut batches: Vec<Vec<EventRecord>> = Vec::new();
+    let mut current_batch_last = None;
+    for (record, batch_last) in records {
+        match batches.last_mut() {
+            Some(batch) if current_batch_last == Some(batch_last) => batch.push(record),
+            _ => batches.push(vec![record]),
+        }
+        current_batch_last = Some(batch_last);
+    }
+    batches
+}
+
+/// A sequence number as the database stores it. Sequence numbers never
+/// exceed `i64::MAX` (validation refuses larger ones in queries).
+pub(crate) fn to_database(sequence_number: u64) -> i64 {
+    i64::try_from(sequence_number).unwrap_or(i64::MAX)
+}
+
+/// A stored sequence number (never negative).
+pub(crate) fn from_database(sequence_number: i64) -> u64 {
+    u64::try_from(sequence_number).unwrap_or(0)
+}

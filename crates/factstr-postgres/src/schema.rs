@@ -1,0 +1,249 @@
+//! The store's tables, their creation, and the names and lock keys derived
+//! from the schema they live in.
+
+use factstr::EventStoreError;
+use sqlx::PgConnection;
+
+use crate::error::database_failure;
+
+/// The version of the table layout this code reads and writes.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// The schema the store uses and everything derived from its name.
+#[derive(Debug)]
+pub(crate) struct SchemaNames {
+    /// The schema's name, as PostgreSQL reports it.
+    pub(crate) schema: String,
+    /// The qualified, quoted events table.
+    pub(crate) events: String,
+    /// The qualified, quoted durable streams table.
+    pub(crate) durable_streams: String,
+    /// The qualified, quoted metadata table.
+    pub(crate) metadata: String,
+    /// The advisory lock every append transaction of this schema takes.
+    pub(crate) append_lock_key: i64,
+    /// The advisory lock that serializes creating the tables.
+    pub(crate) creation_lock_key: i64,
+    /// The notification channel of this schema's commits.
+    pub(crate) channel: String,
+}
+
+impl SchemaNames {
+    pub(crate) fn new(schema: &str) -> Self {
+        let quoted = quote_identifier(schema);
+        Self {
+            schema: schema.to_owned(),
+            events: format!("{quoted}.factstr_events"),
+            durable_streams: format!("{quoted}.factstr_durable_streams"),
+            metadata: format!("{quoted}.factstr_metadata"),
+            append_lock_key: lock_key(&["append", schema]),
+            creation_lock_key: lock_key(&["create", schema]),
+            channel: format!("factstr_{:016x}", fnv1a(&["channel", schema])),
+        }
+    }
+
+    /// The session lock that makes a durable stream name exclusive.
+    pub(crate) fn durable_lock_key(&self, name: &str) -> i64 {
+        lock_key(&["durable", &self.schema, name])
+    }
+}
+
+/// Finds the schema the connection's `search_path` names, checks the
+/// database, and creates the tables when missing. Safe when several
+/// processes do it at once: creation runs under a transaction-scoped
+/// advisory lock.
+pub(crate) async fn prepare(connection: &mut PgConnection) -> Result<SchemaNames, EventStoreError> {
+    let (schema, encoding): (Option<String>, String) =
+        sqlx::query_as("SELECT current_schema(), current_setting('server_encoding')")
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(|error| database_failure("cannot read the current schema", &error))?;
+    if encoding != "UTF8" {
+        return Err(EventStoreError::backend(format!(
+            "the database encoding is {encoding}; the PostgreSQL store needs a UTF8 database"
+        )));
+    }
+    let Some(schema) = schema else {
+        return Err(EventStoreError::backend(
+            "the connection's search_path names no existing schema; create the schema first \
+             or set search_path (for example with `options=-csearch_path%3Dmy_schema` in the URL)",
+        ));
+    };
+    let names = SchemaNames::new(&schema);
+    if stored_version(connection, &names).await? != Some(SCHEMA_VERSION) {
+        create_tables(connection, &names).await?;
+    }
+    Ok(names)
+}
+
+async fn stored_version(
+    connection: &mut PgConnection,
+    names: &SchemaNames,
+) -> Result<Option<i64>, EventStoreError> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&names.metadata)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|error| database_failure("cannot look for the store's tables", &error))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    read_version(connection, names).await
+}
+
+async fn read_version(
+    connection: &mut PgConnection,
+    names: &SchemaNames,
+) -> Result<Option<i64>, EventStoreError> {
+    let sql = format!(
+        "SELECT value FROM {} WHERE key = 'schema_version'",
+        names.metadata
+    );
+    let value: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|error| database_failure("cannot read the schema version", &error))?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let version = value.parse::<i64>().map_err(|_| {
+        EventStoreError::backend(format!(
+            "the schema version stored in {} is not a number: {value:?}",
+            names.metadata
+        ))
+    })?;
+    if version > SCHEMA_VERSION {
+        return Err(EventStoreError::backend(format!(
+            "schema {} holds version {version} of the store's tables; this version of \
+             factstr-postgres reads version {SCHEMA_VERSION}",
+            names.schema
+        )));
+    }
+    Ok(Some(version))
+}
+
+async fn create_tables(
+    connection: &mut PgConnection,
+    names: &SchemaNames,
+) -> Result<(), EventStoreError> {
+    let failed = |error: sqlx::Error| {
+        database_failure(
+            &format!(
+                "cannot create the store's tables in schema {}",
+                names.schema
+            ),
+            &error,
+        )
+    };
+    let mut transaction = sqlx::Connection::begin(&mut *connection)
+        .await
+        .map_err(failed)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(names.creation_lock_key)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed)?;
+    let statements = [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)",
+            names.metadata
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                sequence_number bigint PRIMARY KEY,
+                batch_last_sequence_number bigint NOT NULL,
+                occurred_at timestamptz NOT NULL,
+                event_type text COLLATE \"C\" NOT NULL,
+                payload json NOT NULL
+            )",
+            names.events
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS factstr_events_type_sequence ON {} (event_type, sequence_number)",
+            names.events
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS factstr_events_payload ON {} USING gin ((payload::jsonb) jsonb_path_ops)",
+            names.events
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                name text PRIMARY KEY,
+                query text NOT NULL,
+                cursor bigint NOT NULL DEFAULT 0
+            )",
+            names.durable_streams
+        ),
+        format!(
+            "INSERT INTO {} (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}') \
+             ON CONFLICT (key) DO NOTHING",
+            names.metadata
+        ),
+    ];
+    for statement in statements {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed)?;
+    }
+    let version = read_version(&mut transaction, names).await?;
+    if version != Some(SCHEMA_VERSION) {
+        return Err(EventStoreError::backend(format!(
+            "schema {} holds version {version:?} of the store's tables; expected {SCHEMA_VERSION}",
+            names.schema
+        )));
+    }
+    transaction.commit().await.map_err(failed)?;
+    Ok(())
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An advisory lock key for `parts`; distinct parts give distinct keys
+/// (up to 64-bit hash collisions).
+fn lock_key(parts: &[&str]) -> i64 {
+    i64::from_ne_bytes(fnv1a(parts).to_ne_bytes())
+}
+
+/// 64-bit FNV-1a over `parts`, each followed by a NUL byte so that
+/// `["ab", "c"]` and `["a", "bc"]` differ. Stable across versions and
+/// processes, because every process sharing a database must agree on it.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for byte in parts
+        .iter()
+        .flat_map(|part| part.bytes().chain(std::iter::once(0)))
+    {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_and_keys_differ_per_schema_and_purpose() {
+        let names = SchemaNames::new("we\"ird");
+        assert_eq!(names.events, "\"we\"\"ird\".factstr_events");
+        let other = SchemaNames::new("other");
+        assert_ne!(names.append_lock_key, other.append_lock_key);
+        assert_ne!(names.append_lock_key, names.creation_lock_key);
+        assert_ne!(names.durable_lock_key("a"), other.durable_lock_key("a"));
+        assert_ne!(names.durable_lock_key("a"), names.durable_lock_key("b"));
+        assert_ne!(names.channel, other.channel);
+        assert!(names.channel.len() < 63);
+    }
+
+    #[test]
+    fn lock_keys_are_stable() {
+        // Processes of different builds share locks: the key must not change.
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(&["a"]), fnv1a(&["a"]));
+        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+    }
+}
