@@ -89,7 +89,7 @@ pub(crate) fn run_all(
     for streams in [1, 100] {
         rows.push(live_latency(factory, settings, streams)?);
     }
-    if factory.child_arguments().is_some() {
+    if factory.kind() == crate::stores::StoreKind::Postgres {
         rows.push(live_latency_across_processes(factory, settings)?);
     }
     for batch_size in [10, 100] {
@@ -423,7 +423,7 @@ fn query_on_log(
             seconds,
         )
         .with_latencies(&latencies)
-        .with_note("sqlite: synchronous=NORMAL"),
+        .with_note(if kind == "sqlite" { "synchronous=NORMAL" } else { "" }),
     );
     Ok(rows)
 }
