@@ -22,6 +22,13 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 /// The value of the `format` key that marks a FACTSTR database.
 const FORMAT_MARKER: &str = "factstr-event-store";
 
+/// WAL size (in pages) after which a commit copies the WAL back into the
+/// database file. Larger than SQLite's default (1,000): a page rewritten by
+/// many commits is copied once per checkpoint, so fewer, larger checkpoints
+/// cost the writer less (measured: about 1.5x the throughput of batches of
+/// 100 events with scattered payload terms).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 8_192;
+
 /// The first 16 bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
@@ -95,7 +102,8 @@ pub(crate) fn open_writer_connection(
         .execute_batch(&format!(
             "PRAGMA synchronous = {synchronous};
              PRAGMA cache_size = -32768;
-             PRAGMA temp_store = MEMORY;"
+             PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
         ))
         .or_failed("configuring the writer connection")?;
     Ok(connection)

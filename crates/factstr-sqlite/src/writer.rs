@@ -1,12 +1,19 @@
-//! The single writer: one connection on a dedicated thread that commits
-//! every request waiting at that moment in one `BEGIN IMMEDIATE`
-//! transaction (group commit: one sync for the whole group).
+//! The single writer connection and group commit.
+//!
+//! One connection writes. Whoever holds it commits every request waiting at
+//! that moment in one `BEGIN IMMEDIATE` transaction (group commit: one sync
+//! for the whole group). A caller that finds the connection free commits its
+//! own request (with anything queued) on its own thread, so an uncontended
+//! append pays no thread hand-over; a caller that finds it busy queues its
+//! request for the writer thread, which commits everything queued as one
+//! group as soon as the connection is free. The writer thread also writes
+//! coalesced durable cursors and watches for commits of other processes.
 //!
 //! Each conditional append is checked in order against the database as the
 //! earlier requests of its group left it; a conflict or a failing request
 //! fails alone (requests of a group run inside savepoints), and never aborts
-//! the others. After `COMMIT` succeeded, and before the next transaction
-//! starts, every committed batch is published to the stream dispatcher in
+//! the others. After `COMMIT` succeeded, and before the connection is
+//! released, every committed batch is published to the stream dispatcher in
 //! commit order; then the callers are answered. If `COMMIT` fails, every
 //! request of the group fails with `BackendFailure` and nothing is published.
 //!
@@ -14,10 +21,10 @@
 //! folded into the next transaction (or written after a short delay when no
 //! append comes), so replay is not bounded by the disk's sync rate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::mem;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,17 +39,13 @@ use serde_json::Value;
 use crate::error::{SqliteResultExt, writer_stopped};
 use crate::sql;
 
-/// How often the idle writer checks whether another process committed, so
-/// that live streams see those batches promptly.
+/// How often the idle writer thread checks whether another process
+/// committed, so that live streams see those batches promptly.
 const FOREIGN_COMMIT_POLL: Duration = Duration::from_millis(100);
 
 /// How long cursor updates wait for an append to ride along with before
 /// they are committed on their own.
 const CURSOR_FLUSH_DELAY: Duration = Duration::from_millis(10);
-
-/// Most requests and events committed in one group.
-const MAX_GROUP_REQUESTS: usize = 1_024;
-const MAX_GROUP_EVENTS: usize = 65_536;
 
 /// SQLite's default limit on the length of a text value.
 const MAX_TEXT_BYTES: usize = 1_000_000_000;
@@ -122,8 +125,6 @@ enum WriteRequest {
     FlushCursors { reply: Reply<()> },
     /// Cursor updates are pending.
     CursorsPending,
-    /// Commit what is pending and stop.
-    Shutdown,
 }
 
 /// Durable cursor updates not yet written, greatest value per stream.
@@ -135,7 +136,7 @@ struct PendingCursors {
 #[derive(Default)]
 struct PendingCursorState {
     cursors: HashMap<String, u64>,
-    /// A `CursorsPending` request is on its way to the writer.
+    /// A `CursorsPending` request is on its way to the writer thread.
     announced: bool,
 }
 
@@ -160,41 +161,69 @@ impl PendingCursors {
     }
 }
 
-/// The handle callers use to reach the writer thread.
+/// The handle callers use to write.
 pub(crate) struct Writer {
-    sender: Sender<WriteRequest>,
-    pending_cursors: Arc<PendingCursors>,
+    shared: Arc<WriterShared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// What callers and the writer thread share.
+struct WriterShared {
+    queue: Mutex<RequestQueue>,
+    /// Wakes the writer thread when a request is queued or it must stop.
+    queued: Condvar,
+    /// The writer connection; whoever holds it commits.
+    connection: Mutex<WriterConnection>,
+    pending_cursors: PendingCursors,
+    dispatcher: Arc<StreamDispatcher>,
+}
+
+#[derive(Default)]
+struct RequestQueue {
+    requests: VecDeque<WriteRequest>,
+    /// Set when the store closes (or the writer thread ended): no request is
+    /// accepted any more.
+    stopping: bool,
+}
+
+/// The writer connection and what belongs to it.
+struct WriterConnection {
+    /// `None` once the store closed.
+    connection: Option<Connection>,
+    /// `PRAGMA data_version` when last looked at; it changes when another
+    /// connection commits.
+    data_version: i64,
+    insert_sql: InsertSql,
+}
+
 impl Writer {
-    /// Starts the writer thread on `connection`. `data_version` is the
-    /// connection's `PRAGMA data_version` when the dispatcher's starting
-    /// point was read.
+    /// Starts the writer on `connection`. `data_version` is the connection's
+    /// `PRAGMA data_version` when the dispatcher's starting point was read.
     pub(crate) fn start(
         connection: Connection,
         data_version: i64,
         dispatcher: Arc<StreamDispatcher>,
     ) -> Result<Self, EventStoreError> {
-        let (sender, receiver) = mpsc::channel();
-        let pending_cursors = Arc::new(PendingCursors::default());
-        let thread = WriterThread {
-            connection,
-            receiver,
+        let shared = Arc::new(WriterShared {
+            queue: Mutex::new(RequestQueue::default()),
+            queued: Condvar::new(),
+            connection: Mutex::new(WriterConnection {
+                connection: Some(connection),
+                data_version,
+                insert_sql: InsertSql::new(),
+            }),
+            pending_cursors: PendingCursors::default(),
             dispatcher,
-            pending_cursors: Arc::clone(&pending_cursors),
-            data_version,
-            insert_sql: InsertSql::new(),
-        };
+        });
+        let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("factstr-sqlite-writer".to_owned())
-            .spawn(move || thread.run())
+            .spawn(move || run_writer_thread(&thread_shared))
             .map_err(|error| {
                 EventStoreError::backend(format!("cannot start the SQLite writer thread: {error}"))
             })?;
         Ok(Self {
-            sender,
-            pending_cursors,
+            shared,
             thread: Mutex::new(Some(handle)),
         })
     }
@@ -235,7 +264,7 @@ impl Writer {
         cursor: u64,
     ) -> Result<(), EventStoreError> {
         let announce = {
-            let mut state = self.pending_cursors.lock();
+            let mut state = self.shared.pending_cursors.lock();
             match state.cursors.get_mut(name) {
                 Some(pending) => *pending = (*pending).max(cursor),
                 None => {
@@ -245,16 +274,19 @@ impl Writer {
             !mem::replace(&mut state.announced, true)
         };
         if announce {
-            self.sender
-                .send(WriteRequest::CursorsPending)
-                .map_err(|_| writer_stopped())?;
+            self.shared.enqueue(WriteRequest::CursorsPending)?;
         }
         Ok(())
     }
 
     /// The greatest pending (not yet written) cursor of `name`, if any.
     pub(crate) fn pending_cursor(&self, name: &str) -> Option<u64> {
-        self.pending_cursors.lock().cursors.get(name).copied()
+        self.shared
+            .pending_cursors
+            .lock()
+            .cursors
+            .get(name)
+            .copied()
     }
 
     /// Writes every pending cursor update and returns once committed.
@@ -262,48 +294,137 @@ impl Writer {
         self.call(|reply| WriteRequest::FlushCursors { reply })
     }
 
-    /// Commits what is pending, stops the writer thread and waits for it.
-    /// Later calls fail with `BackendFailure`.
+    /// Commits what is queued and pending, closes the connection and stops
+    /// the writer thread. Later calls fail with `BackendFailure`.
     pub(crate) fn shutdown(&self) {
+        self.shared.stop();
         let handle = self
             .thread
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let Some(handle) = handle else {
-            return;
-        };
-        let _ = self.sender.send(WriteRequest::Shutdown);
-        if handle.thread().id() == std::thread::current().id() {
-            return;
-        }
-        if handle.join().is_err() {
+        if let Some(handle) = handle
+            && handle.thread().id() != std::thread::current().id()
+            && handle.join().is_err()
+        {
             tracing::error!("the SQLite writer thread panicked");
         }
     }
 
+    /// Commits `request` now if the connection is free, otherwise queues it
+    /// for the writer thread; returns its answer.
     fn call<T>(
         &self,
         request: impl FnOnce(Reply<T>) -> WriteRequest,
     ) -> Result<T, EventStoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.sender
-            .send(request(reply))
-            .map_err(|_| writer_stopped())?;
+        let request = request(reply);
+        let connection = match self.shared.connection.try_lock() {
+            Ok(connection) => Some(connection),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        match connection {
+            Some(mut connection) => {
+                let mut group = self.shared.take_queued();
+                group.push(request);
+                connection.commit_group(group, &self.shared);
+            }
+            None => self.shared.enqueue(request)?,
+        }
         answer.recv().map_err(|_| writer_stopped())?
     }
 }
 
-/// What the writer thread owns.
-struct WriterThread {
-    connection: Connection,
-    receiver: Receiver<WriteRequest>,
-    dispatcher: Arc<StreamDispatcher>,
-    pending_cursors: Arc<PendingCursors>,
-    /// `PRAGMA data_version` when the writer last looked; it changes when
-    /// another connection commits.
-    data_version: i64,
-    insert_sql: InsertSql,
+impl WriterShared {
+    fn queue(&self) -> MutexGuard<'_, RequestQueue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_connection(&self) -> MutexGuard<'_, WriterConnection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn enqueue(&self, request: WriteRequest) -> Result<(), EventStoreError> {
+        let mut queue = self.queue();
+        if queue.stopping {
+            return Err(writer_stopped());
+        }
+        queue.requests.push_back(request);
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    fn take_queued(&self) -> Vec<WriteRequest> {
+        self.queue().requests.drain(..).collect()
+    }
+
+    /// Waits up to `timeout` for queued requests; returns them and whether
+    /// the writer must stop.
+    fn wait_for_requests(&self, timeout: Duration) -> (Vec<WriteRequest>, bool) {
+        let queue = self.queue();
+        let (mut queue, _) = self
+            .queued
+            .wait_timeout_while(queue, timeout, |queue| {
+                queue.requests.is_empty() && !queue.stopping
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        (queue.requests.drain(..).collect(), queue.stopping)
+    }
+
+    fn stop(&self) {
+        self.queue().stopping = true;
+        self.queued.notify_all();
+    }
+}
+
+/// The writer thread: commits queued requests as groups, writes coalesced
+/// cursors, watches for other processes' commits, and on stop commits what
+/// is left and closes the connection.
+fn run_writer_thread(shared: &WriterShared) {
+    // Runs also when this thread unwinds: callers must never wait for a
+    // writer that is gone.
+    struct Closing<'a>(&'a WriterShared);
+    impl Drop for Closing<'_> {
+        fn drop(&mut self) {
+            self.0.stop();
+            let abandoned = self.0.take_queued();
+            let mut connection = self.0.lock_connection();
+            connection.commit_group(abandoned, self.0);
+            connection.commit_group(Vec::new(), self.0);
+            connection.connection = None;
+        }
+    }
+    let _closing = Closing(shared);
+    loop {
+        let (mut group, stopping) = shared.wait_for_requests(FOREIGN_COMMIT_POLL);
+        if stopping {
+            shared.lock_connection().commit_group(group, shared);
+            return;
+        }
+        if group.is_empty() {
+            shared
+                .lock_connection()
+                .publish_foreign_commits(&shared.dispatcher);
+            continue;
+        }
+        if group
+            .iter()
+            .all(|request| matches!(request, WriteRequest::CursorsPending))
+        {
+            let (more, stopping) = shared.wait_for_requests(CURSOR_FLUSH_DELAY);
+            group.extend(more);
+            if stopping {
+                shared.lock_connection().commit_group(group, shared);
+                return;
+            }
+        }
+        let mut connection = shared.lock_connection();
+        group.extend(shared.take_queued());
+        connection.commit_group(group, shared);
+    }
 }
 
 /// The last committed sequence number and commit time, tracked through a
@@ -328,55 +449,69 @@ enum Handled {
     },
 }
 
-impl WriterThread {
-    fn run(mut self) {
-        loop {
-            let first = match self.receiver.recv_timeout(FOREIGN_COMMIT_POLL) {
-                Ok(request) => request,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.publish_foreign_commits();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.commit_group(Vec::new());
+impl WriterConnection {
+    /// Commits one group and answers its requests.
+    fn commit_group(&mut self, requests: Vec<WriteRequest>, shared: &WriterShared) {
+        let Some(connection) = &self.connection else {
+            fail_all(requests, &writer_stopped());
+            return;
+        };
+        let group = GroupCommit {
+            connection,
+            insert_sql: &self.insert_sql,
+            dispatcher: &shared.dispatcher,
+            pending_cursors: &shared.pending_cursors,
+        };
+        group.run(requests);
+    }
+
+    /// Publishes the newest batch another connection committed, so live
+    /// streams see it; the dispatcher has them read anything before it that
+    /// they missed from the database.
+    fn publish_foreign_commits(&mut self, dispatcher: &StreamDispatcher) {
+        let Some(connection) = &self.connection else {
+            return;
+        };
+        let data_version =
+            match connection.pragma_query_value(None, "data_version", |row| row.get::<_, i64>(0)) {
+                Ok(data_version) => data_version,
+                Err(error) => {
+                    tracing::warn!(%error, "reading PRAGMA data_version failed");
                     return;
                 }
             };
-            let group = self.gather_group(first);
-            let shutdown = group
-                .iter()
-                .any(|request| matches!(request, WriteRequest::Shutdown));
-            self.commit_group(group);
-            if shutdown {
-                return;
-            }
+        if data_version == self.data_version {
+            return;
         }
-    }
-
-    /// Takes every request waiting now (up to the group limits). Cursor
-    /// updates alone wait briefly for an append to join.
-    fn gather_group(&self, first: WriteRequest) -> Vec<WriteRequest> {
-        let mut events = request_events(&first);
-        let cursors_only = matches!(first, WriteRequest::CursorsPending);
-        let mut group = vec![first];
-        if cursors_only && let Ok(next) = self.receiver.recv_timeout(CURSOR_FLUSH_DELAY) {
-            events += request_events(&next);
-            group.push(next);
-        }
-        while group.len() < MAX_GROUP_REQUESTS && events < MAX_GROUP_EVENTS {
-            match self.receiver.try_recv() {
-                Ok(next) => {
-                    events += request_events(&next);
-                    group.push(next);
+        self.data_version = data_version;
+        match sql::newest_batch(connection) {
+            Ok(batch) => {
+                let newest = batch.last().map_or(0, |record| record.sequence_number);
+                if newest > dispatcher.last_published() {
+                    dispatcher.publish(batch);
                 }
-                Err(_) => break,
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading batches committed by another process failed");
             }
         }
-        group
     }
+}
 
-    /// Commits one group and answers its requests.
-    fn commit_group(&mut self, requests: Vec<WriteRequest>) {
+/// One group's transaction on the writer connection.
+struct GroupCommit<'a> {
+    connection: &'a Connection,
+    insert_sql: &'a InsertSql,
+    dispatcher: &'a StreamDispatcher,
+    pending_cursors: &'a PendingCursors,
+}
+
+impl GroupCommit<'_> {
+    fn run(&self, requests: Vec<WriteRequest>) {
+        if !self.connection.is_autocommit() {
+            // A panic left a transaction open; nothing of it was answered.
+            self.rollback();
+        }
         let cursors = self.pending_cursors.take();
         let writes = requests
             .iter()
@@ -439,7 +574,7 @@ impl WriterThread {
                 WriteRequest::FlushCursors { reply } => {
                     handled.push(Handled::FlushCursors { reply });
                 }
-                WriteRequest::CursorsPending | WriteRequest::Shutdown => {}
+                WriteRequest::CursorsPending => {}
             }
             if self.connection.is_autocommit() {
                 // SQLite rolled the whole transaction back (disk full, I/O
@@ -500,9 +635,9 @@ impl WriterThread {
     /// Runs one request, inside a savepoint when other work shares the
     /// transaction, so that its failure undoes only its own writes.
     fn in_savepoint<T>(
-        &mut self,
+        &self,
         savepoint: bool,
-        write: impl FnOnce(&mut Self) -> Result<T, EventStoreError>,
+        write: impl FnOnce(&Self) -> Result<T, EventStoreError>,
     ) -> Result<T, EventStoreError> {
         if !savepoint {
             return write(self);
@@ -527,7 +662,7 @@ impl WriterThread {
 
     /// Checks the condition, if any, and writes the batch.
     fn write_append(
-        &mut self,
+        &self,
         head: &mut Head,
         batch: PreparedBatch,
         condition: Option<Condition>,
@@ -692,37 +827,6 @@ impl WriterThread {
             tracing::error!(%error, "rolling back a failed write transaction failed");
         }
     }
-
-    /// Publishes the newest batch another connection committed, so live
-    /// streams see it; the dispatcher has them read anything before it that
-    /// they missed from the database.
-    fn publish_foreign_commits(&mut self) {
-        let data_version = match self
-            .connection
-            .pragma_query_value(None, "data_version", |row| row.get::<_, i64>(0))
-        {
-            Ok(data_version) => data_version,
-            Err(error) => {
-                tracing::warn!(%error, "reading PRAGMA data_version failed");
-                return;
-            }
-        };
-        if data_version == self.data_version {
-            return;
-        }
-        self.data_version = data_version;
-        match sql::newest_batch(&self.connection) {
-            Ok(batch) => {
-                let newest = batch.last().map_or(0, |record| record.sequence_number);
-                if newest > self.dispatcher.last_published() {
-                    self.dispatcher.publish(batch);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "reading batches committed by another process failed");
-            }
-        }
-    }
 }
 
 impl Handled {
@@ -742,13 +846,6 @@ enum Answer {
     FlushCursors(Reply<()>),
 }
 
-fn request_events(request: &WriteRequest) -> usize {
-    match request {
-        WriteRequest::Append { batch, .. } => batch.len(),
-        _ => 1,
-    }
-}
-
 /// Answers the flushes of a group with nothing to write.
 fn answer_flushes(requests: Vec<WriteRequest>) {
     for request in requests {
@@ -765,7 +862,7 @@ fn fail_all(requests: Vec<WriteRequest>, error: &EventStoreError) {
             WriteRequest::Append { reply, .. } => reply.send(Err(error.clone())).is_ok(),
             WriteRequest::OpenDurableStream { reply, .. } => reply.send(Err(error.clone())).is_ok(),
             WriteRequest::FlushCursors { reply } => reply.send(Err(error.clone())).is_ok(),
-            WriteRequest::CursorsPending | WriteRequest::Shutdown => true,
+            WriteRequest::CursorsPending => true,
         };
     }
 }
