@@ -534,7 +534,7 @@ impl GroupCommit<'_> {
             fail_all(requests, &error);
             return;
         }
-        let mut head = match sql::last_committed(&self.connection) {
+        let mut head = match sql::last_committed(self.connection) {
             Ok((last_sequence_number, last_commit_time)) => Head {
                 last_sequence_number,
                 last_commit_time,
@@ -668,7 +668,7 @@ impl GroupCommit<'_> {
         condition: Option<Condition>,
     ) -> Result<(AppendResult, Vec<EventRecord>), EventStoreError> {
         if let Some(condition) = condition {
-            let actual = sql::context_version(&self.connection, &condition.context_query)?;
+            let actual = sql::context_version(self.connection, &condition.context_query)?;
             if actual != condition.expected_context_version {
                 return Err(EventStoreError::ConditionalAppendConflict {
                     expected: condition.expected_context_version,
