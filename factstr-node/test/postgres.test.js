@@ -1,0 +1,71 @@
+'use strict'
+// Runs against the throwaway server scripts/test starts (FACTSTR_TEST_DATABASE_URL).
+const { describe, it, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { execFileSync } = require('node:child_process')
+
+const { ErrorCode, FactstrPostgresStore } = require('..')
+const { describeStore, events, recorder, shapes } = require('./behaviours.js')
+
+const url = process.env.FACTSTR_TEST_DATABASE_URL
+if (!url) {
+  throw new Error(
+    'FACTSTR_TEST_DATABASE_URL is not set: run scripts/test, or eval "$(scripts/postgres start)" first',
+  )
+}
+
+const schemas = []
+let counter = 0
+
+function psql(sql) {
+  // The same server the store uses; psql ships with the server binaries.
+  const bin = process.env.FACTSTR_TEST_PG_CTL ? require('node:path').join(require('node:path').dirname(process.env.FACTSTR_TEST_PG_CTL), 'psql') : 'psql'
+  execFileSync(bin, [url, '-qAt', '-c', sql], { encoding: 'utf8' })
+}
+
+function freshSchemaUrl() {
+  const schema = `node_${process.pid}_${counter++}`
+  psql(`CREATE SCHEMA ${schema}`)
+  schemas.push(schema)
+  return `${url}${url.includes('?') ? '&' : '?'}options=-csearch_path%3D${schema}`
+}
+
+after(() => {
+  for (const schema of schemas) psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+})
+
+describeStore('FactstrPostgresStore', () => FactstrPostgresStore.connect(freshSchemaUrl()))
+
+describe('FactstrPostgresStore: sharing one log', () => {
+  let schemaUrl
+  before(() => {
+    schemaUrl = freshSchemaUrl()
+  })
+
+  it('a live stream sees appends made through another connection, and durable names are exclusive', async () => {
+    const watcher = FactstrPostgresStore.connect(schemaUrl)
+    const writer = FactstrPostgresStore.connect(schemaUrl)
+    const live = recorder()
+    const subscription = watcher.streamAll(live.handler)
+    writer.append(events('a', 2))
+    writer.append(events('b', 1))
+    await live.untilSequence(3)
+    assert.deepEqual(shapes(live.batches), [[1, 2], [3]])
+
+    const durable = await watcher.streamAllDurable('exclusive', async () => {})
+    await assert.rejects(writer.streamAllDurable('exclusive', async () => {}), (error) => error.code === ErrorCode.BackendFailure)
+    durable.unsubscribe()
+    const taken = await writer.streamAllDurable('exclusive', async () => {})
+    taken.unsubscribe()
+    subscription.unsubscribe()
+    watcher.close()
+    writer.close()
+  })
+
+  it('reports a bad URL as a backend failure', () => {
+    assert.throws(
+      () => FactstrPostgresStore.connect('postgres://nobody@127.0.0.1:1/none?connect_timeout=1'),
+      (error) => error.code === ErrorCode.BackendFailure,
+    )
+  })
+})
