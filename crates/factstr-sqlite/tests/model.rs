@@ -126,7 +126,12 @@ fn operation() -> impl Strategy<Value = Operation> {
 }
 
 /// A record without its commit time.
-fn fact(record: &EventRecord) -> (u64, String, Value) {
+type Fact = (u64, String, Value);
+
+/// A query result without commit times.
+type ComparableResult = (Vec<Fact>, Option<u64>, Option<u64>);
+
+fn fact(record: &EventRecord) -> Fact {
     (
         record.sequence_number,
         record.event_type.clone(),
@@ -134,7 +139,7 @@ fn fact(record: &EventRecord) -> (u64, String, Value) {
     )
 }
 
-fn comparable(result: &QueryResult) -> (Vec<(u64, String, Value)>, Option<u64>, Option<u64>) {
+fn comparable(result: &QueryResult) -> ComparableResult {
     (
         result.event_records.iter().map(fact).collect(),
         result.last_returned_sequence_number,
@@ -152,7 +157,7 @@ fn expected_version(current: Option<u64>, choice: &VersionChoice) -> Option<u64>
 }
 
 /// The batches a new durable stream of `query` replays.
-fn replayed_facts(store: &impl EventStore, query: &EventQuery) -> Vec<Vec<(u64, String, Value)>> {
+fn replayed_facts(store: &impl EventStore, query: &EventQuery) -> Vec<Vec<Fact>> {
     let deliveries = Deliveries::new();
     let name = format!("replay-{}", serde_json::to_string(query).unwrap());
     let _stream = store
@@ -237,7 +242,7 @@ fn paged_replays_keep_every_batch_whole_and_agree_with_the_memory_store() {
         let batch: Vec<NewEvent> = (0..size)
             .map(|_| {
                 number += 1;
-                let event_type = if number % 3 == 0 { "b" } else { "a" };
+                let event_type = if number.is_multiple_of(3) { "b" } else { "a" };
                 NewEvent::new(event_type, json!({ "k": number % 7, "n": number }))
             })
             .collect();
