@@ -740,3 +740,157 @@ pub(crate) fn to_sequence_number(value: i64) -> Result<u64, EventStoreError> {
 pub(crate) fn to_timestamp(micros: i64) -> Result<DateTime<Utc>, EventStoreError> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt("commit time", micros))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use factstr::{EventFilter, EventStore, NewEvent};
+    use serde_json::json;
+
+    use super::*;
+    use crate::{SqliteStore, SqliteStoreOptions, schema};
+
+    /// A reader on a database holding `events`.
+    fn reader_on(events: Vec<NewEvent>) -> (tempfile::TempDir, Connection) {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("events.db");
+        SqliteStore::open(&path).unwrap().append(events).unwrap();
+        let connection =
+            schema::open_reader_connection(&path, &SqliteStoreOptions::default()).unwrap();
+        (folder, connection)
+    }
+
+    fn query_plan(connection: &Connection, sql: &str) -> Vec<String> {
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        // Parameters stay unbound: the plan does not depend on their values.
+        let mut rows = statement.raw_query();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            steps.push(row.get::<_, String>(3).unwrap());
+        }
+        steps
+    }
+
+    #[test]
+    fn candidate_reads_search_indexes_and_never_scan_a_table() {
+        let (_folder, connection) = reader_on(vec![NewEvent::new("a", json!({"k": 1}))]);
+        for sql in [
+            SELECT_EVENT,
+            SCAN_ASCENDING,
+            SCAN_DESCENDING,
+            NEWEST_AT_OR_BELOW,
+            LAST_COMMITTED,
+            TYPE_ASCENDING,
+            TYPE_DESCENDING,
+            TERM_TYPE_ASCENDING,
+            TERM_TYPE_DESCENDING,
+            TERM_ASCENDING,
+            TERM_DESCENDING,
+            TERM_TYPE_COUNT,
+            TERM_COUNT,
+        ] {
+            let plan = query_plan(&connection, sql);
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN ")
+                    || step.starts_with("SCAN (subquery")
+                    || step.starts_with("SCAN factstr_events")
+                        && (sql == SCAN_DESCENDING || sql == LAST_COMMITTED)),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                plan.iter()
+                    .any(|step| step.starts_with("SEARCH ")
+                        || step.starts_with("SCAN factstr_events")),
+                "{sql}: {plan:?}"
+            );
+        }
+        // Newest-first reads walk the rowid backwards from their bound.
+        for sql in [SCAN_DESCENDING, LAST_COMMITTED] {
+            let plan = query_plan(&connection, sql);
+            assert!(
+                plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn queries_are_planned_on_the_narrowest_index() {
+        let mut events: Vec<NewEvent> = (0..50)
+            .map(|n| NewEvent::new("a", json!({"common": true, "id": n})))
+            .collect();
+        events.push(NewEvent::new("b", json!({"common": true, "id": 7})));
+        let (_folder, connection) = reader_on(events);
+        let plan_of = |query: EventQuery| plan(&connection, &query).unwrap();
+
+        assert!(matches!(plan_of(EventQuery::all()), Plan::Everything));
+        assert!(matches!(
+            plan_of(EventQuery::all().with_filters([])),
+            Plan::Everything
+        ));
+        assert!(matches!(
+            plan_of(EventQuery::for_event_types(Vec::<String>::new())),
+            Plan::Nothing
+        ));
+        // A term held by no event: nothing can match.
+        assert!(matches!(
+            plan_of(EventQuery::all().with_filters([
+                EventFilter::default().with_payload_predicates([json!({"id": 1000})])
+            ])),
+            Plan::Nothing
+        ));
+        match plan_of(EventQuery::for_event_types(["a", "b", "a"])) {
+            Plan::Indexed(sources) => assert_eq!(
+                sources,
+                vec![
+                    Source {
+                        kind: SourceKind::EventType("a".to_owned()),
+                        exact: true
+                    },
+                    Source {
+                        kind: SourceKind::EventType("b".to_owned()),
+                        exact: true
+                    },
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The rarer of the predicate's terms, for the filter's type.
+        match plan_of(
+            EventQuery::all().with_filters([EventFilter::for_event_types(["a"])
+                .with_payload_predicates([json!({"common": true, "id": 7})])]),
+        ) {
+            Plan::Indexed(sources) => assert_eq!(
+                sources,
+                vec![Source {
+                    kind: SourceKind::Term {
+                        term: r#""id"=7"#.to_owned(),
+                        event_type: Some("a".to_owned())
+                    },
+                    exact: false
+                }]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Predicates without terms read the type index, or scan without types.
+        assert!(matches!(
+            plan_of(EventQuery::all().with_filters([
+                EventFilter::for_event_types(["b"]).with_payload_predicates([json!({})])
+            ])),
+            Plan::Indexed(ref sources) if sources == &vec![Source {
+                kind: SourceKind::EventType("b".to_owned()),
+                exact: false
+            }]
+        ));
+        assert!(matches!(
+            plan_of(
+                EventQuery::all()
+                    .with_filters([EventFilter::default().with_payload_predicates([json!([])])])
+            ),
+            Plan::Scan
+        ));
+    }
+}
