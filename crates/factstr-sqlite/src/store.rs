@@ -58,7 +58,15 @@ impl SqliteStore {
     ) -> Result<Self, EventStoreError> {
         let path = path.as_ref().to_path_buf();
         check_path(&path)?;
-        if let Some(parent) = path
+        // Connections opened later (readers, claims) must find the same file
+        // even if the process changes its working directory.
+        let file = std::path::absolute(&path).map_err(|error| {
+            EventStoreError::backend(format!(
+                "cannot resolve the database path {}: {error}",
+                path.display()
+            ))
+        })?;
+        if let Some(parent) = file
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
         {
@@ -69,7 +77,7 @@ impl SqliteStore {
                 ))
             })?;
         }
-        let connection = schema::open_writer_connection(&path, &options)?;
+        let connection = schema::open_writer_connection(&file, &options)?;
         // In this order, so that a commit by another process after the last
         // sequence number was read changes the data version the writer
         // watches.
@@ -79,7 +87,7 @@ impl SqliteStore {
         let (last_committed, _) = sql::last_committed(&connection)?;
         let dispatcher = Arc::new(StreamDispatcher::new(last_committed));
         let writer = Writer::start(connection, data_version, Arc::clone(&dispatcher))?;
-        let log = Arc::new(SqliteLog::new(&path, &options, writer));
+        let log = Arc::new(SqliteLog::new(&file, &options, writer));
         Ok(Self {
             path,
             log,
@@ -192,5 +200,16 @@ impl EventStore for SqliteStore {
     ) -> Result<EventStream, EventStoreError> {
         self.dispatcher
             .stream_to_durable(self.committed_log(), durable_stream, event_query, handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<SqliteStore>();
     }
 }
