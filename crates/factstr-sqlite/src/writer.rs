@@ -336,6 +336,13 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Normally already done when the store closed.
+        self.shutdown();
+    }
+}
+
 impl WriterShared {
     fn queue(&self) -> MutexGuard<'_, RequestQueue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
