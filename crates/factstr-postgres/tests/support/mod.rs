@@ -78,3 +78,97 @@ pub fn new_store() -> PostgresStore {
 pub fn test_options() -> PostgresStoreOptions {
     PostgresStoreOptions::default().with_max_connections(8)
 }
+
+/// A child process running one test of the current test binary as a
+/// helper: `child_test` reads `FACTSTR_TEST_CHILD_ROLE` and does nothing
+/// when it is absent (so the normal run passes it trivially).
+pub struct ChildProcess {
+    process: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    role: String,
+}
+
+impl ChildProcess {
+    pub fn spawn(child_test: &str, role: &str, schema: &str, worker: usize) -> Self {
+        use std::process::{Command, Stdio};
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
+            .env("FACTSTR_TEST_CHILD_ROLE", role)
+            .env("FACTSTR_TEST_CHILD_SCHEMA", schema)
+            .env("FACTSTR_TEST_CHILD_WORKER", worker.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
+        Self {
+            process,
+            stdout,
+            role: role.to_owned(),
+        }
+    }
+
+    /// Waits until the child prints a line ending in `marker` (the test
+    /// harness may have printed the test's name before it on that line).
+    pub fn wait_for_line(&mut self, marker: &str) {
+        use std::io::BufRead;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.stdout.read_line(&mut line).unwrap();
+            assert!(
+                read > 0,
+                "child {} ended before printing {marker}",
+                self.role
+            );
+            if line.trim_end().ends_with(marker) {
+                return;
+            }
+        }
+    }
+
+    /// Tells the child to go on (it waits for a line on stdin).
+    pub fn tell(&mut self) {
+        use std::io::Write;
+        let stdin = self.process.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the child and asserts it succeeded.
+    pub fn finish(mut self) {
+        drop(self.process.stdin.take());
+        let status = self.process.wait().unwrap();
+        assert!(status.success(), "child {} failed: {status}", self.role);
+    }
+
+    pub fn has_exited(&mut self) -> bool {
+        self.process.try_wait().unwrap().is_some()
+    }
+}
+
+/// The role this process plays when started by [`ChildProcess::spawn`].
+pub fn child_role() -> Option<(String, String, usize)> {
+    let role = std::env::var("FACTSTR_TEST_CHILD_ROLE").ok()?;
+    let schema = std::env::var("FACTSTR_TEST_CHILD_SCHEMA").unwrap();
+    let worker = std::env::var("FACTSTR_TEST_CHILD_WORKER")
+        .unwrap()
+        .parse()
+        .unwrap();
+    Some((role, schema, worker))
+}
+
+/// Reads one line from stdin (the parent's go-ahead).
+pub fn wait_for_parent() {
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// Prints `marker` on its own line for the parent (written to stdout
+/// directly: the test harness may capture `println!`).
+pub fn tell_parent(marker: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(format!("{marker}\n").as_bytes()).unwrap();
+    stdout.flush().unwrap();
+}
