@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use factstr::backend::DurableStreamState;
 use factstr::{EventQuery, EventStoreError};
 use sqlx::{Connection, PgConnection, PgPool};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
 
 use crate::error::database_failure;
 use crate::log::{from_database, to_database};
@@ -62,6 +64,8 @@ struct Inner {
     /// before are checked again.
     connection_epoch: Arc<AtomicU64>,
     claims: Mutex<HashMap<String, Arc<Claim>>>,
+    /// Names whose close is under way, and when it finishes.
+    closing: Mutex<HashMap<String, watch::Receiver<bool>>>,
     /// Handled positions not yet written.
     pending_cursors: Mutex<HashMap<String, u64>>,
     cursors_advanced: tokio::sync::Notify,
@@ -94,6 +98,7 @@ impl DurableStreams {
                 connector,
                 connection_epoch,
                 claims: Mutex::new(HashMap::new()),
+                closing: Mutex::new(HashMap::new()),
                 pending_cursors: Mutex::new(HashMap::new()),
                 cursors_advanced: tokio::sync::Notify::new(),
                 cursor_writing: tokio::sync::Mutex::new(()),
@@ -114,6 +119,11 @@ impl DurableStreams {
             )));
         }
         let inner = &self.inner;
+        // A close of this name in this store still under way holds the lock.
+        let closing = lock(&inner.closing).get(name).cloned();
+        if let Some(mut closing) = closing {
+            let _ = closing.wait_for(|finished| *finished).await;
+        }
         let key = inner.names.durable_lock_key(name);
         let mut session = inner
             .connector
@@ -184,18 +194,59 @@ impl DurableStreams {
         self.inner.cursors_advanced.notify_one();
     }
 
-    /// Writes the stream's cursor, then releases its claim.
-    pub(crate) async fn close(&self, name: &str) {
+    /// Starts releasing the claim of `name` and returns at once: the
+    /// stream's cursor is written, then its lock released, on `runtime`.
+    /// Opening the name again in this store waits for that to finish.
+    pub(crate) fn begin_close(&self, runtime: &Handle, name: &str) {
+        let (finished, closing) = watch::channel(false);
+        lock(&self.inner.closing).insert(name.to_owned(), closing);
+        let durable = self.clone();
+        let name = name.to_owned();
+        drop(runtime.spawn(async move {
+            durable.close(&name).await;
+            let _ = finished.send(true);
+            let mut closing = lock(&durable.inner.closing);
+            if closing
+                .get(&name)
+                .is_some_and(|receiver| receiver.same_channel(&finished.subscribe()))
+            {
+                closing.remove(&name);
+            }
+        }));
+    }
+
+    /// Waits until every close begun so far has finished.
+    pub(crate) async fn closed(&self) {
+        let pending: Vec<watch::Receiver<bool>> =
+            lock(&self.inner.closing).values().cloned().collect();
+        for mut closing in pending {
+            let _ = closing.wait_for(|finished| *finished).await;
+        }
+    }
+
+    /// Writes the stream's cursor, then releases its lock.
+    async fn close(&self, name: &str) {
         let claim = lock(&self.inner.claims).remove(name);
         if let Err(error) = self.write_cursor_of(name).await {
             tracing::warn!(durable_stream = name, %error, "could not store the durable cursor at close");
         }
-        if let Some(claim) = claim {
-            claim.released.store(true, Ordering::SeqCst);
-            if let Some(session) = claim.session.lock().await.take() {
-                close_session(session).await;
-            }
+        let Some(claim) = claim else {
+            return;
+        };
+        claim.released.store(true, Ordering::SeqCst);
+        let Some(mut session) = claim.session.lock().await.take() else {
+            return;
+        };
+        // Unlock explicitly: ending the session releases the lock too, but
+        // only once the server has processed the disconnection.
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(claim.key)
+            .execute(&mut session)
+            .await;
+        if let Err(error) = unlocked {
+            tracing::warn!(durable_stream = name, %error, "could not unlock a durable stream; closing its session");
         }
+        close_session(session).await;
     }
 
     /// Whether the claim of `name` was confirmed recently enough to deliver

@@ -107,15 +107,7 @@ impl CommittedLog for PostgresLog {
     }
 
     fn close_durable_stream(&self, name: &str) {
-        let durable = self.durable.clone();
-        let name = name.to_owned();
-        let closed = run_on(&self.runtime, async move {
-            durable.close(&name).await;
-            Ok(())
-        });
-        if let Err(error) = closed {
-            tracing::warn!(%error, "could not close a durable stream cleanly");
-        }
+        self.durable.begin_close(&self.runtime, name);
     }
 }
 
@@ -351,26 +343,9 @@ impl Reader {
     }
 }
 
-/// The context version of `query` among the events up to `bound`: the
-/// greatest sequence number the shared matcher accepts. Used by queries and
-/// by conditional appends (inside their transaction).
-pub(crate) async fn context_version(
-    connection: &mut PgConnection,
-    names: &SchemaNames,
-    query: &EventQuery,
-    bound: u64,
-) -> Result<Option<u64>, sqlx::Error> {
-    match Candidates::of(query) {
-        None => Ok(None),
-        Some(candidates) => {
-            newest_match(connection, names, &candidates, query, to_database(bound)).await
-        }
-    }
-}
-
 /// Walks the candidates downwards from `bound` until the shared matcher
 /// accepts one.
-async fn newest_match(
+pub(crate) async fn newest_match(
     connection: &mut PgConnection,
     names: &SchemaNames,
     candidates: &Candidates,
@@ -405,7 +380,7 @@ async fn newest_match(
             let sequence_number: i64 = row.try_get(0)?;
             let event_type: String = row.try_get(1)?;
             let payload = match row.try_get::<Option<String>, _>(2)? {
-                Some(text) => parse_payload(sequence_number, &text)?,
+                Some(text) => parse_payload(from_database(sequence_number), &text)?,
                 None => Value::Null,
             };
             if query.matches(&event_type, &payload) {
@@ -448,11 +423,11 @@ fn decode_record(
         sequence_number: from_database(sequence_number),
         occurred_at,
         event_type,
-        payload: parse_payload(sequence_number, &payload)?,
+        payload: parse_payload(from_database(sequence_number), &payload)?,
     })
 }
 
-fn parse_payload(sequence_number: i64, text: &str) -> Result<Value, sqlx::Error> {
+pub(crate) fn parse_payload(sequence_number: u64, text: &str) -> Result<Value, sqlx::Error> {
     serde_json::from_str(text).map_err(|error| {
         sqlx::Error::Decode(
             format!("the stored payload of event {sequence_number} is not readable JSON: {error}")

@@ -163,7 +163,7 @@ async fn create_tables(
             names.events
         ),
         format!(
-            "CREATE INDEX IF NOT EXISTS factstr_events_payload ON {} USING gin ((payload::jsonb) jsonb_path_ops)",
+            "CREATE INDEX IF NOT EXISTS factstr_events_payload ON {} USING gin ((payload::jsonb) jsonb_path_ops) WITH (fastupdate = off)",
             names.events
         ),
         format!(

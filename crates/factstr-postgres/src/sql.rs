@@ -112,6 +112,17 @@ impl Candidates {
         sql
     }
 
+    /// How many placeholders the condition uses.
+    pub(crate) fn parameter_count(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|part| {
+                usize::from(part.event_types.is_some())
+                    + part.contained.as_ref().map_or(0, Vec::len)
+            })
+            .sum()
+    }
+
     /// Binds the condition's values, in placeholder order.
     pub(crate) fn bind<'q>(
         &self,

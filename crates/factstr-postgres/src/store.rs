@@ -220,6 +220,10 @@ async fn start(
     if connect_options.get_application_name().is_none() {
         connect_options = connect_options.application_name("factstr");
     }
+    // Candidate queries bind event types and payload documents whose
+    // selectivity decides between index paths; a generic plan (chosen after
+    // a statement ran five times) can walk the whole table backwards.
+    connect_options = connect_options.options([("plan_cache_mode", "force_custom_plan")]);
     if let Some(timeout) = options.statement_timeout() {
         connect_options =
             connect_options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
@@ -297,7 +301,11 @@ impl Drop for PostgresStore {
         self.log.dispatcher.close();
         let durable = self.log.durable.clone();
         let written = self.run(async move {
-            tokio::time::timeout(CLOSE_CURSOR_WRITE_TIMEOUT, durable.write_all_cursors())
+            let closed_and_written = async {
+                durable.closed().await;
+                durable.write_all_cursors().await
+            };
+            tokio::time::timeout(CLOSE_CURSOR_WRITE_TIMEOUT, closed_and_written)
                 .await
                 .unwrap_or_else(|_| {
                     Err(EventStoreError::backend(

@@ -13,6 +13,7 @@
 //! commit notification, so a group costs the same few round trips as a
 //! single append, and one commit.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
@@ -20,14 +21,15 @@ use chrono::{DateTime, Utc};
 use factstr::backend::commit_timestamp;
 use factstr::backend::validation::MAX_SEQUENCE_NUMBER;
 use factstr::{AppendResult, EventQuery, EventRecord, EventStoreError, NewEvent};
-use sqlx::{Connection, PgConnection};
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
 use tokio::sync::mpsc;
 
 use crate::error::{database_failure, is_connection_lost};
 use crate::listener::CommitNews;
-use crate::log::{context_version, from_database, to_database};
+use crate::log::{from_database, newest_match, parse_payload, to_database};
 use crate::schema::SchemaNames;
-use crate::sql::contains_nul;
+use crate::sql::{Candidates, contains_nul};
 use crate::store::Connector;
 
 /// Most events committed in one transaction.
@@ -225,40 +227,36 @@ impl Writer {
                 empty.insert(connection)
             }
         };
-        let mut transaction = connection
-            .begin()
+        // BEGIN and the lock in one round trip (the key is a number this
+        // code derived, not input). The statements after it see every
+        // append committed before the lock was granted.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            self.names.append_lock_key
+        )))
+        .execute(&mut *connection)
+        .await
+        .map_err(before("cannot take the append lock"))?;
+        let snapshot = read_head_and_contexts(connection, &self.names, group)
             .await
-            .map_err(before("cannot begin the append transaction"))?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(self.names.append_lock_key)
-            .execute(&mut *transaction)
-            .await
-            .map_err(before("cannot take the append lock"))?;
-        let head_sql = format!(
-            "SELECT sequence_number, occurred_at FROM {} ORDER BY sequence_number DESC LIMIT 1",
-            self.names.events
-        );
-        let head: Option<(i64, DateTime<Utc>)> = sqlx::query_as(sqlx::AssertSqlSafe(head_sql))
-            .fetch_optional(&mut *transaction)
-            .await
-            .map_err(before("cannot read the last sequence number"))?;
-        let last_committed = head.map_or(0, |(sequence_number, _)| from_database(sequence_number));
-        let occurred_at = commit_timestamp(head.map(|(_, occurred_at)| occurred_at));
+            .map_err(before(
+                "cannot read the last sequence number and the append contexts",
+            ))?;
+        let last_committed = snapshot
+            .head
+            .map_or(0, |(sequence_number, _)| sequence_number);
+        let occurred_at = commit_timestamp(snapshot.head.map(|(_, occurred_at)| occurred_at));
 
         let mut decisions = Vec::with_capacity(group.len());
         let mut next = last_committed + 1;
-        for request in group {
+        for (request, stored_candidates) in group.iter().zip(snapshot.contexts) {
             if let Some(condition) = &request.condition {
                 let actual = match newest_match_in_group(&condition.query, group, &decisions) {
                     Some(sequence_number) => Some(sequence_number),
-                    None => context_version(
-                        &mut transaction,
-                        &self.names,
-                        &condition.query,
-                        last_committed,
-                    )
-                    .await
-                    .map_err(before("cannot check the context of a conditional append"))?,
+                    None => stored_candidates
+                        .newest_match(connection, &self.names, &condition.query)
+                        .await
+                        .map_err(before("cannot check the context of a conditional append"))?,
                 };
                 if actual != condition.expected {
                     decisions.push(Decision::Conflict {
@@ -282,7 +280,7 @@ impl Writer {
         if next > last_committed + 1 {
             insert(
                 &self.names,
-                &mut transaction,
+                connection,
                 group,
                 &decisions,
                 occurred_at,
@@ -291,12 +289,15 @@ impl Writer {
             .await
             .map_err(before("cannot insert the appended events"))?;
         }
-        transaction.commit().await.map_err(|error| {
-            Failure::AtCommit(database_failure(
-                "committing the append failed; it may or may not have taken effect",
-                &error,
-            ))
-        })?;
+        sqlx::raw_sql("COMMIT")
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| {
+                Failure::AtCommit(database_failure(
+                    "committing the append failed; it may or may not have taken effect",
+                    &error,
+                ))
+            })?;
         Ok((occurred_at, decisions))
     }
 }
@@ -353,6 +354,137 @@ async fn insert(
         .execute(&mut *connection)
         .await?;
     Ok(())
+}
+
+/// What an append transaction reads right after taking the lock, in one
+/// statement: the last stored event, and the newest candidates of each
+/// conditional request's context.
+struct LockedSnapshot {
+    head: Option<(u64, DateTime<Utc>)>,
+    /// One entry per request of the group, in order.
+    contexts: Vec<StoredCandidates>,
+}
+
+/// The newest stored candidates of one request's context.
+enum StoredCandidates {
+    /// Not a conditional append, or nothing stored can match its context.
+    None,
+    Read {
+        candidates: Candidates,
+        /// Newest first: (sequence number, event type, payload if needed).
+        rows: Vec<(u64, String, Option<String>)>,
+    },
+}
+
+/// Candidates read per context in the locked statement; a context whose
+/// newest candidates all fail the matcher reads further (rare).
+const LOCKED_CANDIDATES: i64 = 16;
+
+async fn read_head_and_contexts(
+    connection: &mut PgConnection,
+    names: &SchemaNames,
+    group: &[AppendRequest],
+) -> Result<LockedSnapshot, sqlx::Error> {
+    let mut contexts: Vec<StoredCandidates> = group
+        .iter()
+        .map(|request| {
+            request
+                .condition
+                .as_ref()
+                .and_then(|condition| Candidates::of(&condition.query))
+                .map_or(StoredCandidates::None, |candidates| {
+                    StoredCandidates::Read {
+                        candidates,
+                        rows: Vec::new(),
+                    }
+                })
+        })
+        .collect();
+    let mut sql = format!(
+        "(SELECT -1 AS request, sequence_number, NULL::text AS event_type, NULL::text AS payload, \
+                 occurred_at \
+          FROM {events} ORDER BY sequence_number DESC LIMIT 1)",
+        events = names.events
+    );
+    let mut placeholder = 2;
+    for (index, context) in contexts.iter().enumerate() {
+        let StoredCandidates::Read { candidates, .. } = context else {
+            continue;
+        };
+        let payload = if candidates.is_exact() {
+            "NULL::text"
+        } else {
+            "payload::text"
+        };
+        let _ = write!(
+            sql,
+            " UNION ALL (SELECT {index}, sequence_number, event_type, {payload}, NULL::timestamptz \
+                         FROM {events} WHERE {condition} \
+                         ORDER BY sequence_number DESC LIMIT $1)",
+            events = names.events,
+            condition = candidates.condition(placeholder),
+        );
+        placeholder += candidates.parameter_count();
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(LOCKED_CANDIDATES);
+    for context in &contexts {
+        if let StoredCandidates::Read { candidates, .. } = context {
+            query = candidates.bind(query);
+        }
+    }
+    let mut head = None;
+    for row in query.fetch_all(&mut *connection).await? {
+        let request: i32 = row.try_get(0)?;
+        let sequence_number = from_database(row.try_get(1)?);
+        match usize::try_from(request)
+            .ok()
+            .and_then(|index| contexts.get_mut(index))
+        {
+            None => head = Some((sequence_number, row.try_get(4)?)),
+            Some(StoredCandidates::Read { rows, .. }) => {
+                rows.push((sequence_number, row.try_get(2)?, row.try_get(3)?));
+            }
+            Some(StoredCandidates::None) => {}
+        }
+    }
+    Ok(LockedSnapshot { head, contexts })
+}
+
+impl StoredCandidates {
+    /// The context version among the stored events: the newest candidate
+    /// the shared matcher accepts, reading further when all read ones fail.
+    async fn newest_match(
+        &self,
+        connection: &mut PgConnection,
+        names: &SchemaNames,
+        query: &EventQuery,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        let Self::Read { candidates, rows } = self else {
+            return Ok(None);
+        };
+        for (sequence_number, event_type, payload) in rows {
+            let payload = match payload {
+                Some(text) => parse_payload(*sequence_number, text)?,
+                None => Value::Null,
+            };
+            if query.matches(event_type, &payload) {
+                return Ok(Some(*sequence_number));
+            }
+        }
+        match rows.last() {
+            Some(&(oldest, _, _)) if rows.len() as i64 >= LOCKED_CANDIDATES => {
+                newest_match(
+                    connection,
+                    names,
+                    candidates,
+                    query,
+                    to_database(oldest - 1),
+                )
+                .await
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// The newest event accepted earlier in this group that matches `query`.
