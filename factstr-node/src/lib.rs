@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use factstr::{DurableStream, EventQuery, EventStore, EventStoreError, EventStream};
 use factstr_interop::{
-    AppendIfResultDto, decode_event_query, decode_expected_context_version, decode_new_events,
+    AppendIfResultDto, decode_event_query, decode_expected_context_version, decode_new_events_json,
 };
 use napi::bindgen_prelude::AsyncTask;
 use napi::{Env, Task};
@@ -307,10 +307,7 @@ fn register(
 }
 
 fn decode_events(events_json: &str) -> Result<Vec<factstr::NewEvent>, EventStoreError> {
-    let events: Value = serde_json::from_str(events_json).map_err(|error| {
-        EventStoreError::invalid_input(format!("events: not valid JSON: {error}"))
-    })?;
-    Ok(decode_new_events(&events)?)
+    Ok(decode_new_events_json(events_json)?)
 }
 
 fn decode_query(query: Option<Value>) -> Result<EventQuery, EventStoreError> {

@@ -8,7 +8,7 @@
 use factstr::{EventFilter, EventQuery, NewEvent};
 use serde_json::{Map, Value};
 
-use crate::InteropError;
+use crate::{InteropError, NewEventDto};
 
 /// Decodes a batch: an array of `{ event_type, payload }` objects (`payload`
 /// may be absent or null).
@@ -38,6 +38,21 @@ pub fn decode_new_events(value: &Value) -> Result<Vec<NewEvent>, InteropError> {
             Ok(NewEvent::new(event_type, payload))
         })
         .collect()
+}
+
+/// Decodes a batch given as JSON text: the same rules and errors as
+/// [`decode_new_events`], read straight into the events when the text is
+/// well-formed (the common case, and several times faster than going through
+/// a `Value`).
+pub fn decode_new_events_json(text: &str) -> Result<Vec<NewEvent>, InteropError> {
+    match serde_json::from_str::<Vec<NewEventDto>>(text) {
+        Ok(events) => Ok(events.into_iter().map(NewEvent::from).collect()),
+        Err(_) => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|error| InteropError::new("events", format!("not valid JSON: {error}")))?;
+            decode_new_events(&value)
+        }
+    }
 }
 
 /// Decodes a query: `{ filters?, min_sequence_number? }`; `null` is the

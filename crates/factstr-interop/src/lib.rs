@@ -29,7 +29,7 @@ mod error;
 
 pub use decode::{
     decode_durable_stream_name, decode_event_query, decode_expected_context_version,
-    decode_new_events,
+    decode_new_events, decode_new_events_json,
 };
 pub use dto::{
     AppendIfResultDto, AppendResultDto, ConditionalAppendConflictDto, EventFilterDto,

@@ -255,3 +255,37 @@ fn wrong_shapes_and_unknown_fields_are_refused_with_the_field() {
         matches!(error, EventStoreError::InvalidInput { ref message } if message.starts_with("filters:"))
     );
 }
+
+#[test]
+fn batches_from_json_text_decode_like_values_and_name_fields_on_error() {
+    let text = r#"[{"event_type":"a","payload":{"k":[1,1.0]}},{"event_type":"b"}]"#;
+    let events = decode_new_events_json(text).unwrap();
+    assert_eq!(
+        events,
+        vec![
+            NewEvent::new("a", json!({"k": [1, 1.0]})),
+            NewEvent::new("b", Value::Null)
+        ]
+    );
+    assert_eq!(
+        decode_new_events_json(r#"[{"event_type":"a"},{"event_type":1}]"#)
+            .unwrap_err()
+            .field(),
+        "events[1].event_type"
+    );
+    assert_eq!(
+        decode_new_events_json(r#"[{"event_type":"a","x":1}]"#)
+            .unwrap_err()
+            .field(),
+        "events[0].x"
+    );
+    assert_eq!(
+        decode_new_events_json(r#"{"event_type":"a"}"#)
+            .unwrap_err()
+            .field(),
+        "events"
+    );
+    let error = decode_new_events_json("[{").unwrap_err();
+    assert_eq!(error.field(), "events");
+    assert!(error.problem().starts_with("not valid JSON"), "{error}");
+}
