@@ -1,6 +1,18 @@
-//! Home of the runnable examples in the workspace's `examples/` folder. Run
-//! one from the workspace root with `cargo run --example <name>`.
-//!
-//! The workspace README follows; its example runs as a doctest here.
+//! Home of the runnable examples in the workspace's `examples/` folder (run
+//! one from the workspace root with `cargo run --example <name>`), and of the
+//! documentation's code: every Rust snippet of `README.md` and `docs/*.md`
+//! compiles and runs as a doctest of this crate.
 #![doc = include_str!("../../../README.md")]
 #![forbid(unsafe_code)]
+
+/// The pages of `docs/`, included so that their examples run as doctests.
+pub mod docs {
+    #[doc = include_str!("../../../docs/core-concepts.md")]
+    pub mod core_concepts {}
+
+    #[doc = include_str!("../../../docs/streams.md")]
+    pub mod streams {}
+
+    #[doc = include_str!("../../../docs/getting-started.md")]
+    pub mod getting_started {}
+}
