@@ -3,6 +3,8 @@
 //! crates share one version line, and the npm packages carry the Rust
 //! crates' version.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
