@@ -290,7 +290,7 @@ async fn start(
     })?;
     handle.spawn(durable.write_cursors());
     let (appends, requests) = mpsc::unbounded_channel();
-    handle.spawn(Writer::new(connector, names, news).run(requests));
+    handle.spawn(Writer::new(connector, names, news, log.reader.pool.clone()).run(requests));
     Ok((log, appends))
 }
 

@@ -22,7 +22,7 @@ use factstr::backend::commit_timestamp;
 use factstr::backend::validation::MAX_SEQUENCE_NUMBER;
 use factstr::{AppendResult, EventQuery, EventRecord, EventStoreError, NewEvent};
 use serde_json::Value;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
 use crate::error::{database_failure, is_connection_lost};
@@ -34,6 +34,8 @@ use crate::store::Connector;
 
 /// Most events committed in one transaction.
 const MAX_GROUP_EVENTS: usize = 10_000;
+/// The log length from which the writer refreshes planner statistics.
+const ANALYZE_FROM_EVENTS: u64 = 100;
 
 /// An append waiting for the writer.
 pub(crate) struct AppendRequest {
@@ -123,6 +125,10 @@ pub(crate) struct Writer {
     names: Arc<SchemaNames>,
     connection: Option<PgConnection>,
     news: mpsc::UnboundedSender<CommitNews>,
+    pool: PgPool,
+    /// The log's length when this writer last refreshed the planner's
+    /// statistics.
+    analyzed_through: u64,
 }
 
 impl Writer {
@@ -130,12 +136,15 @@ impl Writer {
         connector: Connector,
         names: Arc<SchemaNames>,
         news: mpsc::UnboundedSender<CommitNews>,
+        pool: PgPool,
     ) -> Self {
         Self {
             connector,
             names,
             connection: None,
             news,
+            pool,
+            analyzed_through: 0,
         }
     }
 
@@ -176,6 +185,13 @@ impl Writer {
                 return;
             }
         };
+        if let Some(Decision::Accepted { last, .. }) = decisions
+            .iter()
+            .rev()
+            .find(|decision| matches!(decision, Decision::Accepted { .. }))
+        {
+            self.refresh_statistics(*last);
+        }
         for (request, decision) in group.into_iter().zip(decisions) {
             let result = match decision {
                 Decision::Conflict { expected, actual } => {
@@ -204,6 +220,27 @@ impl Writer {
             };
             let _ = request.reply.send(result);
         }
+    }
+
+    /// Runs `ANALYZE` on the events table in the background whenever the
+    /// log has doubled since the last time (from 100 events on).
+    ///
+    /// Whether a context is answered by walking the log backwards or through
+    /// the GIN index depends on how common its events are; the planner needs
+    /// statistics to choose, and autovacuum refreshes them at most once a
+    /// minute, which a young, fast-growing log outruns.
+    fn refresh_statistics(&mut self, last_committed: u64) {
+        if last_committed < ANALYZE_FROM_EVENTS || last_committed < 2 * self.analyzed_through {
+            return;
+        }
+        self.analyzed_through = last_committed;
+        let pool = self.pool.clone();
+        let sql = format!("ANALYZE {}", self.names.events);
+        tokio::spawn(async move {
+            if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await {
+                tracing::debug!(%error, "refreshing the planner statistics of the events table failed");
+            }
+        });
     }
 
     async fn try_commit(
@@ -378,7 +415,7 @@ enum StoredCandidates {
 
 /// Candidates read per context in the locked statement; a context whose
 /// newest candidates all fail the matcher reads further (rare).
-const LOCKED_CANDIDATES: i64 = 16;
+const LOCKED_CANDIDATES: i64 = 4;
 
 async fn read_head_and_contexts(
     connection: &mut PgConnection,
