@@ -188,8 +188,12 @@ impl DurableStreams {
     pub(crate) fn advance(&self, name: &str, cursor: u64) {
         {
             let mut pending = lock(&self.inner.pending_cursors);
-            let entry = pending.entry(name.to_owned()).or_insert(cursor);
-            *entry = (*entry).max(cursor);
+            match pending.get_mut(name) {
+                Some(recorded) => *recorded = (*recorded).max(cursor),
+                None => {
+                    pending.insert(name.to_owned(), cursor);
+                }
+            }
         }
         self.inner.cursors_advanced.notify_one();
     }

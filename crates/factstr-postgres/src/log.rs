@@ -46,15 +46,13 @@ impl PostgresLog {
     /// registered next starts after them: a live stream never receives
     /// history (batches whose `append` already returned but whose
     /// publication is still under way included), and a durable stream's
-    /// replay covers them before registration returns. Best effort: while
-    /// the database is unreachable the stream starts after what was
-    /// published.
-    pub(crate) fn publish_committed(&self) {
+    /// replay covers them before registration returns.
+    pub(crate) fn publish_committed(&self) -> Result<(), EventStoreError> {
         let reader = self.reader.clone();
         let news = self.news.clone();
         let mut published = self.published.subscribe();
         let timeout = self.connect_timeout;
-        let caught_up = run_on(&self.runtime, async move {
+        run_on(&self.runtime, async move {
             let head = reader.head().await?;
             if *published.borrow() >= head {
                 return Ok(());
@@ -66,10 +64,7 @@ impl PostgresLog {
                     "committed batches up to {head} were not published within {timeout:?}"
                 ))),
             }
-        });
-        if let Err(error) = caught_up {
-            tracing::warn!(%error, "a live stream starts after the batches published so far");
-        }
+        })
     }
 }
 

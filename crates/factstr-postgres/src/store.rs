@@ -202,6 +202,15 @@ impl PostgresStore {
         })
     }
 
+    /// Publishes what was committed before a live stream registers. Best
+    /// effort: while the database is unreachable the stream starts after
+    /// what was published so far.
+    fn start_live_stream(&self) {
+        if let Err(error) = self.log.publish_committed() {
+            tracing::warn!(%error, "a live stream starts after the batches published so far");
+        }
+    }
+
     fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, EventStoreError>> + Send + 'static,
@@ -365,7 +374,7 @@ impl EventStore for PostgresStore {
     }
 
     fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {
-        self.log.publish_committed();
+        self.start_live_stream();
         self.log.dispatcher.stream_all(self.committed_log(), handle)
     }
 
@@ -375,7 +384,7 @@ impl EventStore for PostgresStore {
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
         validation::validate_stream_query(event_query)?;
-        self.log.publish_committed();
+        self.start_live_stream();
         self.log
             .dispatcher
             .stream_to(self.committed_log(), event_query, handle)
@@ -386,8 +395,8 @@ impl EventStore for PostgresStore {
         durable_stream: &DurableStream,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
+        self.log.publish_committed()?;
         let handle = self.claim_checked(durable_stream, handle);
-        self.log.publish_committed();
         self.log
             .dispatcher
             .stream_all_durable(self.committed_log(), durable_stream, handle)
@@ -399,8 +408,8 @@ impl EventStore for PostgresStore {
         event_query: &EventQuery,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
+        self.log.publish_committed()?;
         let handle = self.claim_checked(durable_stream, handle);
-        self.log.publish_committed();
         self.log.dispatcher.stream_to_durable(
             self.committed_log(),
             durable_stream,
