@@ -13,8 +13,10 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use factstr::{DurableStream, EventQuery, EventRecord, EventStore, EventStoreError, NewEvent};
-use factstr_conformance::support::{Deliveries, numbered, sequence_numbers};
+use factstr::{
+    DurableStream, EventQuery, EventRecord, EventStore, EventStoreError, HandleStream, NewEvent,
+};
+use factstr_conformance::support::{Deliveries, eventually, numbered, sequence_numbers};
 use factstr_postgres::PostgresStore;
 use serde_json::json;
 use support::{ChildProcess, new_schema, store_in};
@@ -35,6 +37,7 @@ fn child_process() {
         "append-tagged-batches" => append_tagged_batches(&store, worker),
         "count-with-append-if" => count_with_append_if(&store, worker),
         "hold-durable" => hold_durable(&store),
+        "append-until-killed" => append_until_killed(&store),
         "append-for-snapshots" => {
             for round in 0..SNAPSHOT_BATCHES {
                 let event_type = if round % 2 == 0 { "a" } else { "b" };
@@ -94,6 +97,123 @@ fn hold_durable(store: &PostgresStore) {
     support::wait_for_parent();
     stream.unsubscribe();
     support::tell_parent("RELEASED");
+}
+
+/// Appends tagged batches and reports each acknowledged append, and each
+/// batch its durable stream handled, until the parent kills it.
+fn append_until_killed(store: &PostgresStore) {
+    let _durable = store
+        .stream_all_durable(
+            &DurableStream::new("killed"),
+            HandleStream::new(|batch: Vec<EventRecord>| {
+                let last = batch.last().map_or(0, |record| record.sequence_number);
+                support::tell_parent(&format!("HANDLED {last}"));
+                async { Ok(()) }
+            }),
+        )
+        .unwrap();
+    for round in 0_u64.. {
+        let size = 1 + round % 5;
+        let events = (0..size)
+            .map(|index| {
+                NewEvent::new(
+                    "tick",
+                    json!({"batch": round, "index": index, "size": size}),
+                )
+            })
+            .collect();
+        let appended = store.append(events).unwrap();
+        support::tell_parent(&format!(
+            "ACK {round} {} {}",
+            appended.first_sequence_number, appended.last_sequence_number
+        ));
+    }
+}
+
+#[test]
+fn a_process_killed_while_appending_leaves_whole_batches_and_no_cursor_ahead() {
+    let schema = new_schema();
+    let mut child = ChildProcess::spawn(CHILD_TEST, "append-until-killed", &schema, 0);
+    let mut acknowledged = Vec::new();
+    let mut handled_through = 0_u64;
+    let mut record_line = |line: &str, acknowledged: &mut Vec<(u64, u64, u64)>| {
+        let words: Vec<&str> = line.rsplit("... ").next().unwrap().split(' ').collect();
+        match words.as_slice() {
+            ["ACK", round, first, last] => acknowledged.push((
+                round.parse().unwrap(),
+                first.parse().unwrap(),
+                last.parse().unwrap(),
+            )),
+            ["HANDLED", last] => handled_through = handled_through.max(last.parse().unwrap()),
+            _ => {}
+        }
+    };
+    while acknowledged.len() < 40 {
+        let line = child
+            .read_line()
+            .expect("the child ended before it was killed");
+        record_line(&line, &mut acknowledged);
+    }
+    child.kill();
+    while let Some(line) = child.read_line() {
+        record_line(&line, &mut acknowledged);
+    }
+
+    let store = store_in(&schema);
+    let records = store.query(&EventQuery::all()).unwrap().event_records;
+    let total = records.len() as u64;
+    assert_eq!(sequence_numbers(&records), (1..=total).collect::<Vec<_>>());
+    // Nothing acknowledged is lost.
+    for &(round, first, last) in &acknowledged {
+        for record in &records[(first - 1) as usize..last as usize] {
+            assert_eq!(record.payload["batch"], json!(round));
+        }
+    }
+    // Every stored batch is whole.
+    let mut start = 0;
+    while start < records.len() {
+        let size = records[start].payload["size"].as_u64().unwrap() as usize;
+        let batch = &records[start..start + size];
+        for (index, record) in batch.iter().enumerate() {
+            assert_eq!(record.payload["batch"], records[start].payload["batch"]);
+            assert_eq!(record.payload["index"], json!(index));
+        }
+        start += size;
+    }
+
+    // The stored cursor is not ahead of what the killed process handled;
+    // the name is free once the server noticed the process is gone.
+    let resumed = Deliveries::new();
+    let mut stream = None;
+    eventually(
+        "the killed process's durable name becoming free",
+        || match store.stream_all_durable(&DurableStream::new("killed"), resumed.handler()) {
+            Ok(registered) => {
+                stream = Some(registered);
+                true
+            }
+            Err(EventStoreError::BackendFailure { message })
+                if message.contains("already active") =>
+            {
+                false
+            }
+            Err(error) => panic!("registration failed: {error}"),
+        },
+    );
+    let replayed = sequence_numbers(&resumed.batches().concat());
+    let cursor = replayed.first().map_or(total, |first| first - 1);
+    assert!(
+        cursor <= handled_through,
+        "cursor {cursor} ahead of handled {handled_through}"
+    );
+    assert_eq!(replayed, ((cursor + 1)..=total).collect::<Vec<_>>());
+    assert_eq!(
+        store
+            .append(numbered("a", 1))
+            .unwrap()
+            .first_sequence_number,
+        total + 1
+    );
 }
 
 #[test]

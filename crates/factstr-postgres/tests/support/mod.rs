@@ -127,6 +127,20 @@ impl ChildProcess {
         }
     }
 
+    /// The child's next line of output, `None` at its end.
+    pub fn read_line(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let read = self.stdout.read_line(&mut line).unwrap();
+        (read > 0).then(|| line.trim_end().to_owned())
+    }
+
+    /// Kills the child with SIGKILL and waits for it to end.
+    pub fn kill(&mut self) {
+        self.process.kill().unwrap();
+        self.process.wait().unwrap();
+    }
+
     /// Tells the child to go on (it waits for a line on stdin).
     pub fn tell(&mut self) {
         use std::io::Write;
