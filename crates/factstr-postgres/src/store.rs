@@ -232,7 +232,13 @@ async fn start(
     // Candidate queries bind event types and payload documents whose
     // selectivity decides between index paths; a generic plan (chosen after
     // a statement ran five times) can walk the whole table backwards.
-    connect_options = connect_options.options([("plan_cache_mode", "force_custom_plan")]);
+    // A plan_cache_mode given in the URL's options wins.
+    if connect_options
+        .get_options()
+        .is_none_or(|given| !given.contains("plan_cache_mode"))
+    {
+        connect_options = connect_options.options([("plan_cache_mode", "force_custom_plan")]);
+    }
     if let Some(timeout) = options.statement_timeout() {
         connect_options =
             connect_options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
