@@ -29,9 +29,9 @@ impl<T> SqliteResultExt<T> for Result<T, rusqlite::Error> {
     }
 }
 
-/// The error every caller gets once the writer thread has stopped.
+/// The error every caller gets once the writer has stopped.
 pub(crate) fn writer_stopped() -> EventStoreError {
-    EventStoreError::backend("the SQLite writer thread has stopped; the store is closed")
+    EventStoreError::backend("the store is closed: its SQLite writer has stopped")
 }
 
 /// A stored integer that cannot be a sequence number or cursor.

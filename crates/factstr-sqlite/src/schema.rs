@@ -69,7 +69,7 @@ INSERT OR IGNORE INTO factstr_metadata (key, value)
 ";
 
 /// Opens (and when new, initialises) the database at `path` and returns the
-/// connection the writer thread will own.
+/// writer connection.
 pub(crate) fn open_writer_connection(
     path: &Path,
     options: &SqliteStoreOptions,

@@ -23,16 +23,19 @@ use crate::{schema, sql};
 ///
 /// # Implementation
 ///
-/// The file is in WAL mode. One writer connection on a dedicated thread
-/// commits appends: every append waiting at that moment goes into one
-/// `BEGIN IMMEDIATE` transaction and one sync (group commit), each
-/// `append_if` checked in order against the state its predecessors left.
-/// After the commit, the writer hands each batch to the shared stream
-/// dispatcher in commit order, then answers the callers. Queries and stream
-/// reads use their own connections and never wait for the writer; a query
-/// reads its records and context version in one read transaction. Other
-/// processes may open the same file: `BEGIN IMMEDIATE` and the busy timeout
-/// serialise their writers, and live streams see their appends too.
+/// The file is in WAL mode. One writer connection commits appends: every
+/// append waiting at that moment goes into one `BEGIN IMMEDIATE` transaction
+/// and one sync (group commit), each `append_if` checked in order against
+/// the state its predecessors left. A caller that finds the connection free
+/// commits on its own thread; otherwise its append waits in a queue that a
+/// dedicated writer thread commits as one group. After the commit, each
+/// batch is handed to the shared stream dispatcher in commit order, then the
+/// callers are answered. Queries and stream reads use their own connections
+/// and never wait for the writer; a query reads its records and context
+/// version in one read transaction. Other processes may open the same file:
+/// `BEGIN IMMEDIATE` and the busy timeout serialise their writers, live
+/// streams see their appends too, and a durable stream runs in one process
+/// at a time.
 pub struct SqliteStore {
     path: PathBuf,
     log: Arc<SqliteLog>,
