@@ -37,7 +37,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::error::database_failure;
+use crate::error::{database_failure, is_connection_lost};
 use crate::log::{from_database, to_database};
 use crate::schema::SchemaNames;
 use crate::store::Connector;
@@ -381,11 +381,22 @@ impl DurableStreams {
              WHERE stream.name = written.name",
             table = self.inner.names.durable_streams
         );
-        let written = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&names)
-            .bind(&positions)
-            .execute(&self.inner.pool)
-            .await;
+        // A pooled connection may have died while idle (the server
+        // restarted); the write is repeated on another one.
+        let attempts = self.inner.pool.options().get_max_connections() + 1;
+        let mut written = Ok(());
+        for _ in 0..attempts {
+            written = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&names)
+                .bind(&positions)
+                .execute(&self.inner.pool)
+                .await
+                .map(|_| ());
+            match &written {
+                Err(error) if is_connection_lost(error) => continue,
+                _ => break,
+            }
+        }
         if let Err(error) = written {
             let mut pending = lock(&self.inner.pending_cursors);
             for (name, cursor) in cursors {

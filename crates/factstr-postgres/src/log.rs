@@ -2,6 +2,7 @@
 //! streams, and the `CommittedLog` the shared dispatcher reads through.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +12,14 @@ use factstr::backend::{
 };
 use factstr::{EventQuery, EventRecord, EventStoreError, QueryResult};
 use serde_json::Value;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
 use crate::durable::DurableStreams;
-use crate::error::database_failure;
+use crate::error::{database_failure, is_connection_lost};
 use crate::listener::CommitNews;
 use crate::schema::SchemaNames;
 use crate::sql::Candidates;
@@ -148,6 +150,22 @@ impl Reader {
                 current_context_version: None,
             });
         };
+        let candidates = &candidates;
+        self.read("query failed", |mut connection| {
+            Box::pin(async move {
+                let result = self.query_on(&mut connection, query, candidates).await;
+                (connection, result)
+            })
+        })
+        .await
+    }
+
+    async fn query_on(
+        &self,
+        connection: &mut PgConnection,
+        query: &EventQuery,
+        candidates: &Candidates,
+    ) -> Result<QueryResult, sqlx::Error> {
         let after = to_database(query.min_sequence_number.unwrap_or(0));
         let sql = format!(
             "SELECT h.head, e.sequence_number, e.occurred_at, e.event_type, e.payload \
@@ -158,27 +176,23 @@ impl Reader {
             events = self.names.events,
             condition = candidates.condition(2),
         );
-        let failed = |error: sqlx::Error| database_failure("query failed", &error);
-        let mut connection = self.pool.acquire().await.map_err(failed)?;
         let rows = candidates
             .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after))
             .fetch_all(&mut *connection)
-            .await
-            .map_err(failed)?;
+            .await?;
         let mut head = None;
         let mut event_records = Vec::new();
         for row in &rows {
-            head = row.try_get::<Option<i64>, _>(0).map_err(failed)?;
-            let Some(sequence_number) = row.try_get::<Option<i64>, _>(1).map_err(failed)? else {
+            head = row.try_get::<Option<i64>, _>(0)?;
+            let Some(sequence_number) = row.try_get::<Option<i64>, _>(1)? else {
                 continue;
             };
             let record = decode_record(
                 sequence_number,
-                row.try_get(2).map_err(failed)?,
-                row.try_get(3).map_err(failed)?,
-                row.try_get(4).map_err(failed)?,
-            )
-            .map_err(failed)?;
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+            )?;
             if query.matches_record(&record) {
                 event_records.push(record);
             }
@@ -188,15 +202,9 @@ impl Reader {
         let current_context_version = match (last_returned_sequence_number, head) {
             (Some(last), _) => Some(last),
             (None, None) => None,
-            (None, Some(head)) => newest_match(
-                &mut connection,
-                &self.names,
-                &candidates,
-                query,
-                head.min(after),
-            )
-            .await
-            .map_err(failed)?,
+            (None, Some(head)) => {
+                newest_match(connection, &self.names, candidates, query, head.min(after)).await?
+            }
         };
         Ok(QueryResult {
             event_records,
@@ -215,12 +223,11 @@ impl Reader {
         query: Option<&EventQuery>,
         max_events: usize,
     ) -> Result<CommittedBatchPage, EventStoreError> {
-        let mut page = CommittedBatchPage {
-            batches: Vec::new(),
-            scanned_through: after,
-        };
         if through <= after {
-            return Ok(page);
+            return Ok(CommittedBatchPage {
+                batches: Vec::new(),
+                scanned_through: after,
+            });
         }
         let candidates = match query {
             None => Candidates::of(&EventQuery::all()),
@@ -228,13 +235,31 @@ impl Reader {
         };
         let Some(candidates) = candidates else {
             // Nothing stored can match: the whole range is scanned.
-            page.scanned_through = through;
-            return Ok(page);
+            return Ok(CommittedBatchPage {
+                batches: Vec::new(),
+                scanned_through: through,
+            });
         };
-        let failed =
-            |error: sqlx::Error| database_failure("reading committed batches failed", &error);
+        let candidates = &candidates;
+        let range = (after, through, max_events);
+        self.read("reading committed batches failed", |mut connection| {
+            Box::pin(async move {
+                let result = self
+                    .committed_batches_on(&mut connection, candidates, range)
+                    .await;
+                (connection, result)
+            })
+        })
+        .await
+    }
+
+    async fn committed_batches_on(
+        &self,
+        connection: &mut PgConnection,
+        candidates: &Candidates,
+        (after, through, max_events): (u64, u64, usize),
+    ) -> Result<CommittedBatchPage, sqlx::Error> {
         let limit = i64::try_from(max_events.max(1)).unwrap_or(i64::MAX);
-        let (after_db, through_db) = (to_database(after), to_database(through));
         let sql = format!(
             "SELECT h.head, e.sequence_number, e.batch_last_sequence_number, e.occurred_at, \
                     e.event_type, e.payload \
@@ -248,22 +273,20 @@ impl Reader {
             events = self.names.events,
             condition = candidates.condition(4),
         );
-        let mut connection = self.pool.acquire().await.map_err(failed)?;
         let rows = candidates
             .bind(
                 sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(after_db)
-                    .bind(through_db)
+                    .bind(to_database(after))
+                    .bind(to_database(through))
                     .bind(limit),
             )
             .fetch_all(&mut *connection)
-            .await
-            .map_err(failed)?;
+            .await?;
         let mut head = None;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            head = row.try_get::<Option<i64>, _>(0).map_err(failed)?;
-            if let Some(record) = decode_batch_row(row, 1).map_err(failed)? {
+            head = row.try_get::<Option<i64>, _>(0)?;
+            if let Some(record) = decode_batch_row(row, 1)? {
                 records.push(record);
             }
         }
@@ -277,23 +300,18 @@ impl Reader {
                 if batch_end > last_sequence_number {
                     // The page ends inside a batch: read the rest of it.
                     let rest = self
-                        .batch_rest(
-                            &mut connection,
-                            &candidates,
-                            last_sequence_number,
-                            batch_end,
-                        )
-                        .await
-                        .map_err(failed)?;
+                        .batch_rest(connection, candidates, last_sequence_number, batch_end)
+                        .await?;
                     records.extend(rest);
                 }
                 batch_end
             }
             _ => head.map_or(after, from_database).clamp(after, through),
         };
-        page.scanned_through = scanned_through;
-        page.batches = group_batches(records);
-        Ok(page)
+        Ok(CommittedBatchPage {
+            batches: group_batches(records),
+            scanned_through,
+        })
     }
 
     async fn batch_rest(
@@ -330,13 +348,58 @@ impl Reader {
     /// The greatest sequence number in the log, 0 when it is empty.
     pub(crate) async fn head(&self) -> Result<u64, EventStoreError> {
         let sql = format!("SELECT MAX(sequence_number) FROM {}", self.names.events);
-        let head: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|error| database_failure("reading the last sequence number failed", &error))?;
-        Ok(head.map_or(0, from_database))
+        let sql = &sql;
+        self.read(
+            "reading the last sequence number failed",
+            |mut connection| {
+                Box::pin(async move {
+                    let head: Result<Option<i64>, sqlx::Error> =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+                            .fetch_one(&mut *connection)
+                            .await;
+                    (connection, head.map(|head| head.map_or(0, from_database)))
+                })
+            },
+        )
+        .await
+    }
+
+    /// Runs `read` on a pooled connection. Pooled connections are not
+    /// checked before use (that would cost a round trip per read); one that
+    /// died while idle (the server restarted) is closed and the read runs
+    /// again on another. Reads change nothing, so repeating one is safe.
+    async fn read<'a, T>(
+        &self,
+        what: &str,
+        read: impl Fn(PoolConnection<Postgres>) -> ReadFuture<'a, T> + Send,
+    ) -> Result<T, EventStoreError> {
+        // Every pooled connection may have died with the server.
+        let attempts = self.pool.options().get_max_connections() + 1;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let connection = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|error| database_failure(what, &error))?;
+            let (mut connection, result) = read(connection).await;
+            match result {
+                Err(error) if is_connection_lost(&error) => {
+                    connection.close_on_drop();
+                    if attempt >= attempts {
+                        return Err(database_failure(what, &error));
+                    }
+                }
+                other => return other.map_err(|error| database_failure(what, &error)),
+            }
+        }
     }
 }
+
+/// A read on a pooled connection that hands the connection back.
+type ReadFuture<'a, T> =
+    Pin<Box<dyn Future<Output = (PoolConnection<Postgres>, Result<T, sqlx::Error>)> + Send + 'a>>;
 
 /// Walks the candidates downwards from `bound` until the shared matcher
 /// accepts one.

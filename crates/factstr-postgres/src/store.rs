@@ -250,7 +250,9 @@ async fn start(
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections())
         .acquire_timeout(options.connect_timeout())
-        .test_before_acquire(true)
+        // Reads retry on a connection that died while idle (see
+        // `Reader::read`); cursor writes retry in their task.
+        .test_before_acquire(false)
         .connect_with(connect_options.clone())
         .await
         .map_err(|error| database_failure("cannot connect to PostgreSQL", &error))?;
