@@ -9,7 +9,7 @@ use factstr::{
 };
 use serde_json::json;
 
-use crate::support::{Deliveries, event, eventually, numbered, sequence_numbers};
+use crate::support::{Deliveries, Gate, event, eventually, numbered, sequence_numbers};
 
 fn shapes(batches: &[Vec<factstr::EventRecord>]) -> Vec<Vec<u64>> {
     batches
@@ -342,6 +342,90 @@ pub fn name_is_free_again_after_unsubscribe<S: EventStore>(new_store: &dyn Fn() 
     store
         .stream_all_durable(&durable, deliveries.handler())
         .unwrap();
+}
+
+pub fn re_registration_waits_for_an_unsubscribed_stream_to_finish_its_handler<S>(
+    new_store: &dyn Fn() -> S,
+) where
+    S: EventStore + Send + Sync + 'static,
+{
+    let store = Arc::new(new_store());
+    let durable = DurableStream::new("handover");
+    let gate = Gate::new();
+    let first = Deliveries::new();
+    let slow = {
+        let (gate, first) = (Arc::clone(&gate), Arc::clone(&first));
+        HandleStream::new(move |batch| {
+            first.record(batch);
+            let gate = Arc::clone(&gate);
+            async move {
+                gate.wait();
+                Ok(())
+            }
+        })
+    };
+    let stream = store.stream_all_durable(&durable, slow).unwrap();
+    store.append(numbered("a", 1)).unwrap();
+    first.wait_for_sequence(1);
+    // The handler is still running: the name is not free yet, but it will be.
+    stream.unsubscribe();
+    let second = Deliveries::new();
+    let registering = {
+        let (store, durable, handler) = (Arc::clone(&store), durable.clone(), second.handler());
+        std::thread::spawn(move || store.stream_all_durable(&durable, handler))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !registering.is_finished(),
+        "registration returned while the old handler still ran"
+    );
+    gate.open();
+    let _again = registering.join().unwrap().unwrap();
+    // Batch 1 was handled by the first registration before it let go.
+    assert!(second.batches().is_empty());
+    store.append(numbered("a", 1)).unwrap();
+    assert_eq!(shapes(&second.wait_for_sequence(2)), vec![vec![2]]);
+}
+
+pub fn a_handler_re_registering_its_own_stopped_name_is_refused_not_deadlocked<S>(
+    new_store: &dyn Fn() -> S,
+) where
+    S: EventStore + Send + Sync + 'static,
+{
+    let store = Arc::new(new_store());
+    let own: Arc<std::sync::Mutex<Option<factstr::EventStream>>> = Arc::default();
+    let (outcome_tx, outcome_rx) = std::sync::mpsc::channel();
+    let handler = {
+        let (store, own) = (Arc::clone(&store), Arc::clone(&own));
+        let outcome_tx = std::sync::Mutex::new(outcome_tx);
+        HandleStream::new(move |_batch| {
+            if let Some(stream) = own.lock().unwrap().take() {
+                stream.unsubscribe();
+                let again = store.stream_all_durable(
+                    &DurableStream::new("self"),
+                    HandleStream::new(|_| async { Ok(()) }),
+                );
+                let _ = outcome_tx
+                    .lock()
+                    .unwrap()
+                    .send(again.map(|stream| stream.id()));
+            }
+            async { Ok(()) }
+        })
+    };
+    *own.lock().unwrap() = Some(
+        store
+            .stream_all_durable(&DurableStream::new("self"), handler)
+            .unwrap(),
+    );
+    store.append(numbered("a", 1)).unwrap();
+    let outcome = outcome_rx
+        .recv_timeout(crate::support::PATIENCE)
+        .expect("the handler finished");
+    assert!(
+        matches!(outcome, Err(EventStoreError::BackendFailure { .. })),
+        "{outcome:?}"
+    );
 }
 
 pub fn durable_streams_with_different_names_keep_separate_cursors<S: EventStore>(

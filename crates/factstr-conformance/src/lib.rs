@@ -136,6 +136,8 @@ macro_rules! conformance_tests {
                 min_sequence_number_does_not_change_a_durable_query,
                 empty_durable_name_is_invalid_input,
                 name_is_free_again_after_unsubscribe,
+                re_registration_waits_for_an_unsubscribed_stream_to_finish_its_handler,
+                a_handler_re_registering_its_own_stopped_name_is_refused_not_deadlocked,
                 durable_streams_with_different_names_keep_separate_cursors,
             ],
             concurrency: [

@@ -126,7 +126,8 @@ impl EventStream {
     /// Stops future deliveries. Calling it again does nothing.
     ///
     /// For a durable stream the name becomes free once a handler call in
-    /// progress (if any) has returned; its cursor stays where it is.
+    /// progress (if any) has returned; registering the name meanwhile waits
+    /// for that call. Its cursor stays where it is.
     pub fn unsubscribe(&self) {
         self.stop.stop();
     }

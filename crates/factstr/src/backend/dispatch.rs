@@ -33,12 +33,12 @@
 //! A published batch that leaves a gap after the last one (another process
 //! committed in between) sends every stream the same way through storage.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
@@ -52,6 +52,10 @@ pub const MAX_QUEUED_EVENTS: usize = 16_384;
 /// Events requested per page when a stream reads committed batches from
 /// storage (durable replay and catch-up).
 pub const READ_PAGE_EVENTS: usize = 2_048;
+
+/// How long registering a durable name waits for a stream that was
+/// unsubscribed but is still finishing its last handler call.
+pub const STOPPING_STREAM_PATIENCE: Duration = Duration::from_secs(30);
 
 const RETRY_DELAY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
@@ -162,9 +166,10 @@ impl StreamDispatcher {
                 registry: Mutex::new(Registry {
                     last_published: last_committed,
                     subscriptions: Vec::new(),
-                    active_durable_names: HashSet::new(),
+                    active_durable_names: HashMap::new(),
                     closed: false,
                 }),
+                claims_released: Condvar::new(),
                 next_stream_id: AtomicU64::new(1),
             }),
         }
@@ -329,8 +334,14 @@ impl StreamDispatcher {
                     claim_released: false,
                 }),
                 wake: Condvar::new(),
+                delivery_thread: OnceLock::new(),
             });
             registry.subscriptions.push(Arc::clone(&subscription));
+            if let Some(name) = durable_name {
+                registry
+                    .active_durable_names
+                    .insert(name.to_owned(), Some(Arc::downgrade(&subscription)));
+            }
             (subscription, (backlog, handled_through))
         };
         let (backlog, handled_through) = backlog;
@@ -385,21 +396,12 @@ impl StreamDispatcher {
         name: &str,
         query: &EventQuery,
     ) -> Result<u64, EventStoreError> {
-        {
-            let mut registry = lock(&self.core.registry);
-            if registry.closed {
-                return Err(EventStoreError::backend("the store is closed"));
-            }
-            if !registry.active_durable_names.insert(name.to_owned()) {
-                return Err(EventStoreError::backend(format!(
-                    "durable stream `{name}` is already active"
-                )));
-            }
-        }
+        self.take_name(name)?;
         let stored = match log.open_durable_stream(name, query) {
             Ok(stored) => stored,
             Err(error) => {
                 lock(&self.core.registry).active_durable_names.remove(name);
+                self.core.claims_released.notify_all();
                 return Err(error);
             }
         };
@@ -411,6 +413,49 @@ impl StreamDispatcher {
             )));
         }
         Ok(stored.cursor)
+    }
+
+    /// Claims `name` in this process. A name whose stream was unsubscribed
+    /// but is still finishing its last handler call becomes free when that
+    /// call returns: wait for it (at most [`STOPPING_STREAM_PATIENCE`]),
+    /// unless this is that stream's own delivery thread, which would wait for
+    /// itself.
+    fn take_name(&self, name: &str) -> Result<(), EventStoreError> {
+        let deadline = Instant::now() + STOPPING_STREAM_PATIENCE;
+        let mut registry = lock(&self.core.registry);
+        loop {
+            if registry.closed {
+                return Err(EventStoreError::backend("the store is closed"));
+            }
+            let holder = match registry.active_durable_names.get(name) {
+                None => {
+                    registry.active_durable_names.insert(name.to_owned(), None);
+                    return Ok(());
+                }
+                Some(holder) => holder.as_ref().and_then(Weak::upgrade),
+            };
+            let stopping_elsewhere = holder.as_ref().is_some_and(|holder| {
+                lock(&holder.state).stopping
+                    && holder.delivery_thread.get() != Some(&std::thread::current().id())
+            });
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !stopping_elsewhere || left.is_zero() {
+                let still = if stopping_elsewhere {
+                    " (it was unsubscribed, but its last handler call has not returned)"
+                } else {
+                    ""
+                };
+                return Err(EventStoreError::backend(format!(
+                    "durable stream `{name}` is already active{still}"
+                )));
+            }
+            registry = self
+                .core
+                .claims_released
+                .wait_timeout(registry, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     fn release_claim(&self, log: &dyn CommittedLog, name: &str) {
@@ -432,6 +477,8 @@ enum StreamStart {
 #[derive(Debug)]
 struct DispatchCore {
     registry: Mutex<Registry>,
+    /// Signalled whenever a durable name is released.
+    claims_released: Condvar,
     next_stream_id: AtomicU64,
 }
 
@@ -443,6 +490,7 @@ impl DispatchCore {
             log.close_durable_stream(name);
         }
         lock(&self.registry).active_durable_names.remove(name);
+        self.claims_released.notify_all();
     }
 }
 
@@ -450,7 +498,9 @@ impl DispatchCore {
 struct Registry {
     last_published: u64,
     subscriptions: Vec<Arc<Subscription>>,
-    active_durable_names: HashSet<String>,
+    /// Durable names claimed in this process, with the stream holding each
+    /// (`None` while its registration is still starting).
+    active_durable_names: HashMap<String, Option<Weak<Subscription>>>,
     closed: bool,
 }
 
@@ -462,6 +512,8 @@ struct Subscription {
     log: Weak<dyn CommittedLog>,
     state: Mutex<DeliveryState>,
     wake: Condvar,
+    /// The thread that runs the handler, once it started.
+    delivery_thread: OnceLock<std::thread::ThreadId>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -619,6 +671,10 @@ enum Outcome {
 
 impl Delivery {
     fn run(mut self) {
+        let _ = self
+            .subscription
+            .delivery_thread
+            .set(std::thread::current().id());
         loop {
             let outcome = match self.next_work() {
                 Work::Stop => Outcome::Stop,
