@@ -155,7 +155,7 @@ impl StoreFactory {
 fn open_postgres(url: &str) -> Result<PostgresStore, String> {
     PostgresStore::connect_with(
         url,
-        PostgresStoreOptions::default().with_max_connections(24),
+        PostgresStoreOptions::default().max_connections(24),
     )
     .map_err(|error| error.to_string())
 }

@@ -4,21 +4,35 @@ use std::time::Duration;
 
 /// How a [`PostgresStore`](crate::PostgresStore) uses its server.
 ///
+/// Built like `SqliteStoreOptions`: start from `Default` and change what you
+/// need with the setters.
+///
 /// ```
 /// use std::time::Duration;
 /// use factstr_postgres::PostgresStoreOptions;
 ///
 /// let options = PostgresStoreOptions::default()
-///     .with_max_connections(4)
-///     .with_connect_timeout(Duration::from_secs(2))
-///     .with_statement_timeout(Duration::from_secs(30));
-/// assert_eq!(options.max_connections(), 4);
+///     .max_connections(4)
+///     .connect_timeout(Duration::from_secs(2))
+///     .statement_timeout(Duration::from_secs(30));
+/// assert_eq!(options.max_connections, 4);
+/// assert_eq!(options.statement_timeout, Some(Duration::from_secs(30)));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PostgresStoreOptions {
-    max_connections: u32,
-    connect_timeout: Duration,
-    statement_timeout: Option<Duration>,
+    /// The most connections the store's pool opens for queries, stream reads
+    /// and cursor writes (at least 1). Appends, notifications and each active
+    /// durable stream use one connection of their own besides. Default 10.
+    pub max_connections: u32,
+    /// How long the store waits for a connection (a new one, or a free one
+    /// from the pool) before the operation fails with `BackendFailure`; while
+    /// the server is down, operations fail after at most this long. Default 5 s.
+    pub connect_timeout: Duration,
+    /// The server-side `statement_timeout` of the store's sessions; a
+    /// statement running longer fails with `BackendFailure`. Default `None`:
+    /// the server's setting applies.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PostgresStoreOptions {
@@ -34,43 +48,25 @@ impl Default for PostgresStoreOptions {
 }
 
 impl PostgresStoreOptions {
-    /// The most connections the store's pool opens for queries, stream reads
-    /// and cursor writes (at least 1). Appends, notifications and each active
-    /// durable stream use one connection of their own besides.
-    pub fn with_max_connections(mut self, max_connections: u32) -> Self {
+    /// Sets [`max_connections`](Self::max_connections).
+    #[must_use]
+    pub fn max_connections(mut self, max_connections: u32) -> Self {
         self.max_connections = max_connections;
         self
     }
 
-    /// How long the store waits for a connection (a new one, or a free one
-    /// from the pool) before the operation fails with `BackendFailure`.
-    /// While the server is down, operations fail after at most this long.
-    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
         self.connect_timeout = connect_timeout;
         self
     }
 
-    /// The server-side `statement_timeout` for the store's connections;
-    /// a statement running longer fails with `BackendFailure`. Unset, the
-    /// server's setting applies.
-    pub fn with_statement_timeout(mut self, statement_timeout: Duration) -> Self {
+    /// Sets [`statement_timeout`](Self::statement_timeout).
+    #[must_use]
+    pub fn statement_timeout(mut self, statement_timeout: Duration) -> Self {
         self.statement_timeout = Some(statement_timeout);
         self
-    }
-
-    /// See [`with_max_connections`](Self::with_max_connections).
-    pub fn max_connections(&self) -> u32 {
-        self.max_connections
-    }
-
-    /// See [`with_connect_timeout`](Self::with_connect_timeout).
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// See [`with_statement_timeout`](Self::with_statement_timeout).
-    pub fn statement_timeout(&self) -> Option<Duration> {
-        self.statement_timeout
     }
 }
 

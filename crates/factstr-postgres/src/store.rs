@@ -119,7 +119,7 @@ impl PostgresStore {
         options: PostgresStoreOptions,
         database_to_create: Option<DatabaseToCreate>,
     ) -> Result<Self, EventStoreError> {
-        if options.max_connections() == 0 {
+        if options.max_connections == 0 {
             return Err(EventStoreError::invalid_input(
                 "max_connections is 0; the store needs at least one pooled connection",
             ));
@@ -137,7 +137,7 @@ impl PostgresStore {
             let handle = handle.clone();
             async move {
                 if let Some(database) = database_to_create {
-                    database.create(options.connect_timeout()).await?;
+                    database.create(options.connect_timeout).await?;
                 }
                 start(handle, connect_options, &options).await
             }
@@ -239,17 +239,17 @@ async fn start(
     {
         connect_options = connect_options.options([("plan_cache_mode", "force_custom_plan")]);
     }
-    if let Some(timeout) = options.statement_timeout() {
+    if let Some(timeout) = options.statement_timeout {
         connect_options =
             connect_options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
     }
     let connector = Connector {
         options: connect_options.clone(),
-        timeout: options.connect_timeout(),
+        timeout: options.connect_timeout,
     };
     let pool = PgPoolOptions::new()
-        .max_connections(options.max_connections())
-        .acquire_timeout(options.connect_timeout())
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.connect_timeout)
         // Reads retry on a connection that died while idle (see
         // `Reader::read`); cursor writes retry in their task.
         .test_before_acquire(false)
@@ -283,13 +283,13 @@ async fn start(
         durable: durable.clone(),
         news: news.clone(),
         published: watch::Sender::new(head),
-        connect_timeout: options.connect_timeout(),
+        connect_timeout: options.connect_timeout,
     });
 
     handle.spawn(publish_commits(Arc::clone(&log), news_received));
     let listener_pool = PgPoolOptions::new()
         .max_connections(1)
-        .acquire_timeout(options.connect_timeout())
+        .acquire_timeout(options.connect_timeout)
         .test_before_acquire(true)
         .connect_lazy_with(connect_options);
     let (ready, listening) = oneshot::channel();

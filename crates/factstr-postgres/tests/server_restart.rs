@@ -95,7 +95,7 @@ fn shapes(batches: &[Vec<factstr::EventRecord>]) -> Vec<Vec<u64>> {
 fn streams_resume_without_loss_or_duplicates_after_the_server_restarts() {
     let server = Server::from_environment();
     let schema = new_schema();
-    let options = test_options().with_connect_timeout(Duration::from_secs(1));
+    let options = test_options().connect_timeout(Duration::from_secs(1));
     let store = PostgresStore::connect_with(&schema_url(&schema), options.clone()).unwrap();
     let live = Deliveries::new();
     let durable = Deliveries::new();

@@ -76,7 +76,7 @@ pub fn new_store() -> PostgresStore {
 }
 
 pub fn test_options() -> PostgresStoreOptions {
-    PostgresStoreOptions::default().with_max_connections(8)
+    PostgresStoreOptions::default().max_connections(8)
 }
 
 /// A child process running one test of the current test binary as a
