@@ -15,4 +15,13 @@ pub mod docs {
 
     #[doc = include_str!("../../../docs/getting-started.md")]
     pub mod getting_started {}
+
+    #[doc = include_str!("../../../docs/stores.md")]
+    pub mod stores {}
+
+    #[doc = include_str!("../../../docs/sqlite.md")]
+    pub mod sqlite {}
+
+    #[doc = include_str!("../../../docs/postgres.md")]
+    pub mod postgres {}
 }
