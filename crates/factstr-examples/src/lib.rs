@@ -24,4 +24,10 @@ pub mod docs {
 
     #[doc = include_str!("../../../docs/postgres.md")]
     pub mod postgres {}
+
+    #[doc = include_str!("../../../docs/design.md")]
+    pub mod design {}
+
+    #[doc = include_str!("../../../docs/reference.md")]
+    pub mod reference {}
 }
