@@ -59,44 +59,40 @@ impl LogState {
         self.records.len() as u64
     }
 
-    /// Commits `batch` and returns its range and its records.
-    pub(crate) fn commit(&mut self, batch: PreparedBatch) -> (AppendResult, Vec<EventRecord>) {
+    /// Commits `batch` and returns its range.
+    pub(crate) fn commit(&mut self, batch: PreparedBatch) -> AppendResult {
         let occurred_at = commit_timestamp(self.last_commit_time);
         self.last_commit_time = Some(occurred_at);
         let first = self.last_sequence_number() + 1;
         self.batch_starts.push(first);
-        let mut committed = Vec::with_capacity(batch.events.len());
         for (event, terms) in batch.events {
             let sequence_number = self.last_sequence_number() + 1;
-            self.by_type
-                .entry(event.event_type.clone())
-                .or_default()
-                .push(sequence_number);
+            push_posting(&mut self.by_type, &event.event_type, sequence_number);
             for term in terms {
                 let postings = self.by_term.entry(term).or_default();
                 postings.total += 1;
-                postings
-                    .by_type
-                    .entry(event.event_type.clone())
-                    .or_default()
-                    .push(sequence_number);
+                push_posting(&mut postings.by_type, &event.event_type, sequence_number);
             }
-            let record = EventRecord {
+            self.records.push(EventRecord {
                 sequence_number,
                 occurred_at,
                 event_type: event.event_type,
                 payload: event.payload,
-            };
-            committed.push(record.clone());
-            self.records.push(record);
+            });
         }
         let last = self.last_sequence_number();
-        let result = AppendResult {
+        AppendResult {
             first_sequence_number: first,
             last_sequence_number: last,
             committed_count: last - first + 1,
-        };
-        (result, committed)
+        }
+    }
+
+    /// The records of a committed range (to hand to streams).
+    pub(crate) fn committed(&self, result: &AppendResult) -> Vec<EventRecord> {
+        (result.first_sequence_number..=result.last_sequence_number)
+            .map(|sequence| self.record(sequence).clone())
+            .collect()
     }
 
     pub(crate) fn query(&self, query: &EventQuery) -> QueryResult {
@@ -293,6 +289,17 @@ impl TermPostings {
                 .flatten()
                 .copied()
                 .collect(),
+        }
+    }
+}
+
+/// Appends `sequence_number` to the postings of `event_type`, allocating the
+/// key only the first time the type is seen.
+fn push_posting(postings: &mut HashMap<String, Vec<u64>>, event_type: &str, sequence_number: u64) {
+    match postings.get_mut(event_type) {
+        Some(list) => list.push(sequence_number),
+        None => {
+            postings.insert(event_type.to_owned(), vec![sequence_number]);
         }
     }
 }

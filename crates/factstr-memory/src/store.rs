@@ -152,8 +152,9 @@ impl EventStore for MemoryStore {
 impl SharedLog {
     /// Commits under the write lock and publishes before releasing it.
     fn commit(&self, state: &mut LogState, batch: PreparedBatch) -> AppendResult {
-        let (result, committed) = state.commit(batch);
-        self.dispatcher.publish(committed);
+        let result = state.commit(batch);
+        self.dispatcher
+            .publish_with(result.last_sequence_number, || state.committed(&result));
         result
     }
 

@@ -187,23 +187,42 @@ impl StreamDispatcher {
         let Some(last) = batch.last().map(|record| record.sequence_number) else {
             return;
         };
-        let batch: Arc<[EventRecord]> = batch.into();
+        self.publish_with(last, || batch);
+    }
+
+    /// [`publish`](Self::publish) for a batch ending at `last_sequence_number`
+    /// that is built only when some stream is registered: with no stream, the
+    /// dispatcher just notes how far the log goes.
+    pub fn publish_with(
+        &self,
+        last_sequence_number: u64,
+        batch: impl FnOnce() -> Vec<EventRecord>,
+    ) {
         let mut registry = lock(&self.core.registry);
         if registry.closed {
             return;
         }
-        if last <= registry.last_published {
+        if last_sequence_number <= registry.last_published {
             tracing::warn!(
-                last_sequence_number = last,
+                last_sequence_number,
                 last_published = registry.last_published,
                 "ignoring a committed batch published twice or out of order"
             );
             return;
         }
+        if registry.subscriptions.is_empty() {
+            registry.last_published = last_sequence_number;
+            return;
+        }
+        let batch: Arc<[EventRecord]> = batch().into();
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            return;
+        };
         // Batches committed by another process sharing the log leave a gap
         // here; streams then read everything from their position on from
         // storage instead of skipping the gap.
-        let contiguous = batch[0].sequence_number == registry.last_published + 1;
+        let contiguous = first.sequence_number == registry.last_published + 1;
+        let last = last.sequence_number;
         registry.last_published = last;
         for subscription in &registry.subscriptions {
             subscription.offer(&batch, last, contiguous);
