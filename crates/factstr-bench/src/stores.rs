@@ -153,11 +153,8 @@ impl StoreFactory {
 }
 
 fn open_postgres(url: &str) -> Result<PostgresStore, String> {
-    PostgresStore::connect_with(
-        url,
-        PostgresStoreOptions::default().max_connections(24),
-    )
-    .map_err(|error| error.to_string())
+    PostgresStore::connect_with(url, PostgresStoreOptions::default().max_connections(24))
+        .map_err(|error| error.to_string())
 }
 
 fn remove_store_files(directory: &Path) {

@@ -423,7 +423,11 @@ fn query_on_log(
             seconds,
         )
         .with_latencies(&latencies)
-        .with_note(if kind == "sqlite" { "synchronous=NORMAL" } else { "" }),
+        .with_note(if kind == "sqlite" {
+            "synchronous=NORMAL"
+        } else {
+            ""
+        }),
     );
     Ok(rows)
 }

@@ -1,6 +1,8 @@
 //! The shared dispatcher against a log that also receives batches it was not
 //! told about (as when another process appends to the same database).
 
+#![allow(clippy::unwrap_used)] // test doubles outside #[test] functions
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
