@@ -5,26 +5,23 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use factstr::backend::payload_terms::payload_terms;
-use factstr::backend::{BatchReadRequest, CommittedBatchPage, commit_timestamp};
+use factstr::backend::{BatchReadRequest, CommittedBatchPage, commit_timestamp, committed_batch};
 use factstr::{AppendResult, EventFilter, EventQuery, EventRecord, NewEvent, QueryResult};
 
 /// A batch about to be committed, with its index terms computed outside the
 /// write lock.
 pub(crate) struct PreparedBatch {
-    events: Vec<(NewEvent, Vec<String>)>,
+    events: Vec<NewEvent>,
+    terms: Vec<Vec<String>>,
 }
 
 impl PreparedBatch {
-    pub(crate) fn new(new_events: Vec<NewEvent>) -> Self {
-        Self {
-            events: new_events
-                .into_iter()
-                .map(|event| {
-                    let terms = payload_terms(&event.payload);
-                    (event, terms)
-                })
-                .collect(),
-        }
+    pub(crate) fn new(events: Vec<NewEvent>) -> Self {
+        let terms = events
+            .iter()
+            .map(|event| payload_terms(&event.payload))
+            .collect();
+        Self { events, terms }
     }
 }
 
@@ -65,27 +62,25 @@ impl LogState {
         self.last_commit_time = Some(occurred_at);
         let first = self.last_sequence_number() + 1;
         self.batch_starts.push(first);
-        for (event, terms) in batch.events {
-            let sequence_number = self.last_sequence_number() + 1;
-            push_posting(&mut self.by_type, &event.event_type, sequence_number);
+        let (result, records) = committed_batch(batch.events, first, occurred_at);
+        for (record, terms) in records.into_iter().zip(batch.terms) {
+            push_posting(
+                &mut self.by_type,
+                &record.event_type,
+                record.sequence_number,
+            );
             for term in terms {
                 let postings = self.by_term.entry(term).or_default();
                 postings.total += 1;
-                push_posting(&mut postings.by_type, &event.event_type, sequence_number);
+                push_posting(
+                    &mut postings.by_type,
+                    &record.event_type,
+                    record.sequence_number,
+                );
             }
-            self.records.push(EventRecord {
-                sequence_number,
-                occurred_at,
-                event_type: event.event_type,
-                payload: event.payload,
-            });
+            self.records.push(record);
         }
-        let last = self.last_sequence_number();
-        AppendResult {
-            first_sequence_number: first,
-            last_sequence_number: last,
-            committed_count: last - first + 1,
-        }
+        result
     }
 
     /// The records of a committed range (to hand to streams).

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
 use chrono::{DateTime, Utc};
-use factstr::backend::commit_timestamp;
 use factstr::backend::validation::MAX_SEQUENCE_NUMBER;
-use factstr::{AppendResult, EventQuery, EventRecord, EventStoreError, NewEvent};
+use factstr::backend::{commit_timestamp, committed_batch};
+use factstr::{AppendResult, EventQuery, EventStoreError, NewEvent};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
@@ -197,25 +197,11 @@ impl Writer {
                 Decision::Conflict { expected, actual } => {
                     Err(EventStoreError::ConditionalAppendConflict { expected, actual })
                 }
-                Decision::Accepted { first, last } => {
-                    let records = request
-                        .batch
-                        .events
-                        .into_iter()
-                        .zip(first..)
-                        .map(|(event, sequence_number)| EventRecord {
-                            sequence_number,
-                            occurred_at,
-                            event_type: event.event_type,
-                            payload: event.payload,
-                        })
-                        .collect();
+                Decision::Accepted { first, .. } => {
+                    let (result, records) =
+                        committed_batch(request.batch.events, first, occurred_at);
                     let _ = self.news.send(CommitNews::Committed(records));
-                    Ok(AppendResult {
-                        first_sequence_number: first,
-                        last_sequence_number: last,
-                        committed_count: last - first + 1,
-                    })
+                    Ok(result)
                 }
             };
             let _ = request.reply.send(result);

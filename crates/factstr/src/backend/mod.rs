@@ -8,11 +8,13 @@
 //! every committed batch to its [`StreamDispatcher`](dispatch::StreamDispatcher).
 
 mod clock;
+mod committed;
 pub mod dispatch;
 pub mod payload_terms;
 pub mod validation;
 
 pub use clock::commit_timestamp;
+pub use committed::committed_batch;
 pub use dispatch::{
     BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
 };
