@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod index;
 mod log;
 mod options;
 mod schema;

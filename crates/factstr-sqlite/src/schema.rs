@@ -16,8 +16,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use crate::error::SqliteResultExt;
 use crate::options::{SqliteDurability, SqliteStoreOptions};
 
-/// The schema version this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads. Version 1 (never
+/// released) kept the payload index in a B-tree table of terms.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The value of the `format` key that marks a FACTSTR database.
 const FORMAT_MARKER: &str = "factstr-event-store";
@@ -51,12 +52,12 @@ CREATE TABLE IF NOT EXISTS factstr_events (
 CREATE INDEX IF NOT EXISTS factstr_events_by_type
     ON factstr_events (event_type, sequence_number);
 
-CREATE TABLE IF NOT EXISTS factstr_payload_terms (
-    term TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    sequence_number INTEGER NOT NULL,
-    PRIMARY KEY (term, event_type, sequence_number)
-) WITHOUT ROWID;
+CREATE VIRTUAL TABLE IF NOT EXISTS factstr_payload_index USING fts5 (
+    terms,
+    content = '',
+    detail = none,
+    columnsize = 0
+);
 
 CREATE TABLE IF NOT EXISTS factstr_durable_streams (
     name TEXT PRIMARY KEY NOT NULL,
@@ -65,7 +66,7 @@ CREATE TABLE IF NOT EXISTS factstr_durable_streams (
 ) WITHOUT ROWID;
 
 INSERT OR IGNORE INTO factstr_metadata (key, value)
-    VALUES ('format', 'factstr-event-store'), ('schema_version', '1');
+    VALUES ('format', 'factstr-event-store'), ('schema_version', '2');
 ";
 
 /// Opens (and when new, initialises) the database at `path` and returns the
@@ -240,10 +241,16 @@ fn inspect(connection: &Connection, path: &Path) -> Result<Layout, EventStoreErr
 }
 
 fn unsupported_version(path: &Path, version: i64) -> EventStoreError {
+    let advice = if version > SCHEMA_VERSION {
+        "use a newer factstr-sqlite"
+    } else {
+        "that layout predates the first release and is not converted; \
+         rebuild the log in a new file"
+    };
     EventStoreError::invalid_input(format!(
         "{} was written with FACTSTR schema version {version}, but this build of \
-         factstr-sqlite reads schema version {SCHEMA_VERSION} only; use a newer \
-         factstr-sqlite (the file was left unchanged)",
+         factstr-sqlite reads schema version {SCHEMA_VERSION} only; {advice} \
+         (the file was left unchanged)",
         path.display()
     ))
 }

@@ -3,11 +3,11 @@
 //!
 //! SQL only narrows: every candidate is decided by
 //! [`EventQuery::matches`], the one implementation of matching. A filter
-//! listing event types without predicates reads the type index; a payload
-//! predicate reads the payload term index (see
-//! `factstr::backend::payload_terms`) for its rarest term, restricted to the
-//! filter's types; a filter that neither can narrow makes the read scan the
-//! log.
+//! listing event types without predicates reads the type index; a filter
+//! with payload predicates asks the FTS5 payload index (see [`crate::index`])
+//! for the events holding every token of one of its predicates, restricted
+//! to the filter's types through the events table; a filter that neither can
+//! narrow makes the read scan the log.
 //!
 //! Every function here runs on the connection it is given and inside the
 //! transaction the caller holds, so a reader's records and context version
@@ -22,10 +22,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use crate::error::{SqliteResultExt, corrupt};
-
-/// How many postings of a term are counted when choosing a predicate's
-/// rarest term; beyond it terms count as equally common.
-const TERM_COUNT_CAP: i64 = 128;
+use crate::index;
 
 const SELECT_EVENT: &str = "SELECT sequence_number, batch_last_sequence_number, \
      occurred_at_micros, event_type, payload FROM factstr_events WHERE sequence_number = ?1";
@@ -46,22 +43,38 @@ const TYPE_ASCENDING: &str = "SELECT sequence_number FROM factstr_events INDEXED
 const TYPE_DESCENDING: &str = "SELECT sequence_number FROM factstr_events INDEXED BY factstr_events_by_type \
      WHERE event_type = ?1 AND sequence_number > ?2 AND sequence_number <= ?3 \
      ORDER BY sequence_number DESC LIMIT ?4";
-const TERM_TYPE_ASCENDING: &str = "SELECT sequence_number FROM factstr_payload_terms \
-     WHERE term = ?1 AND event_type = ?2 AND sequence_number > ?3 AND sequence_number <= ?4 \
-     ORDER BY sequence_number LIMIT ?5";
-const TERM_TYPE_DESCENDING: &str = "SELECT sequence_number FROM factstr_payload_terms \
-     WHERE term = ?1 AND event_type = ?2 AND sequence_number > ?3 AND sequence_number <= ?4 \
-     ORDER BY sequence_number DESC LIMIT ?5";
-const TERM_ASCENDING: &str = "SELECT sequence_number FROM factstr_payload_terms \
-     WHERE term = ?1 AND sequence_number > ?2 AND sequence_number <= ?3 \
-     ORDER BY sequence_number LIMIT ?4";
-const TERM_DESCENDING: &str = "SELECT sequence_number FROM factstr_payload_terms \
-     WHERE term = ?1 AND sequence_number > ?2 AND sequence_number <= ?3 \
-     ORDER BY sequence_number DESC LIMIT ?4";
-const TERM_TYPE_COUNT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM factstr_payload_terms \
-     WHERE term = ?1 AND event_type = ?2 LIMIT ?3)";
-const TERM_COUNT: &str =
-    "SELECT COUNT(*) FROM (SELECT 1 FROM factstr_payload_terms WHERE term = ?1 LIMIT ?2)";
+/// Candidates from the payload index: `?1` the match expression, `?2` and
+/// `?3` the sequence bounds, `?4` the limit.
+const TOKENS_ASCENDING: &str = "SELECT rowid FROM factstr_payload_index \
+     WHERE factstr_payload_index MATCH ?1 AND rowid > ?2 AND rowid <= ?3 \
+     ORDER BY rowid LIMIT ?4";
+const TOKENS_DESCENDING: &str = "SELECT rowid FROM factstr_payload_index \
+     WHERE factstr_payload_index MATCH ?1 AND rowid > ?2 AND rowid <= ?3 \
+     ORDER BY rowid DESC LIMIT ?4";
+
+/// Like `TOKENS_*`, restricted to the event types bound from `?5` on (the
+/// payload index walked first, each candidate's event row looked up).
+fn tokens_of_types_sql(direction: Direction, types: usize) -> String {
+    let mut sql = String::from(
+        "SELECT factstr_payload_index.rowid FROM factstr_payload_index \
+         CROSS JOIN factstr_events ON factstr_events.sequence_number = factstr_payload_index.rowid \
+         WHERE factstr_payload_index MATCH ?1 \
+         AND factstr_payload_index.rowid > ?2 AND factstr_payload_index.rowid <= ?3 \
+         AND factstr_events.event_type IN (",
+    );
+    for index in 0..types {
+        if index > 0 {
+            sql.push(',');
+        }
+        sql.push('?');
+        sql.push_str(&(index + 5).to_string());
+    }
+    sql.push_str(match direction {
+        Direction::Ascending => ") ORDER BY factstr_payload_index.rowid LIMIT ?4",
+        Direction::Descending => ") ORDER BY factstr_payload_index.rowid DESC LIMIT ?4",
+    });
+    sql
+}
 
 /// Where the events that may match a query are found.
 #[derive(Debug)]
@@ -89,10 +102,11 @@ struct Source {
 enum SourceKind {
     /// Events of one type, from `factstr_events_by_type`.
     EventType(String),
-    /// Events holding a payload term, optionally of one type only.
-    Term {
-        term: String,
-        event_type: Option<String>,
+    /// Events whose payload index document matches `expression`, of
+    /// `event_types` only when given.
+    Tokens {
+        expression: String,
+        event_types: Option<Vec<String>>,
     },
 }
 
@@ -160,7 +174,7 @@ pub(crate) fn query(
     query: &EventQuery,
 ) -> Result<QueryResult, EventStoreError> {
     let after = query.min_sequence_number.unwrap_or(0);
-    let plan = plan(connection, query)?;
+    let plan = plan(query);
     let mut event_records = Vec::new();
     match &plan {
         Plan::Nothing => {}
@@ -202,7 +216,7 @@ pub(crate) fn context_version(
     connection: &Connection,
     query: &EventQuery,
 ) -> Result<Option<u64>, EventStoreError> {
-    let plan = plan(connection, query)?;
+    let plan = plan(query);
     newest_match(connection, &plan, query, u64::MAX)
 }
 
@@ -223,7 +237,7 @@ pub(crate) fn read_committed_batches(
     let limit = request.max_events.max(1);
     let plan = match request.query {
         None => Plan::Everything,
-        Some(query) => plan(connection, query)?,
+        Some(query) => plan(query),
     };
     let matches = |event: &StoredEvent| {
         request
@@ -313,9 +327,9 @@ pub(crate) fn read_committed_batches(
 }
 
 /// Decides where the candidates of `query` are.
-fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, EventStoreError> {
+fn plan(query: &EventQuery) -> Plan {
     let Some(filters) = query.filters.as_ref().filter(|filters| !filters.is_empty()) else {
-        return Ok(Plan::Everything);
+        return Plan::Everything;
     };
     let mut sources: Vec<Source> = Vec::new();
     let mut add = |source: Source| {
@@ -334,7 +348,7 @@ fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, EventStoreE
         let Some(predicates) = &filter.payload_predicates else {
             match types {
                 // This filter matches every event, so the query does.
-                None => return Ok(Plan::Everything),
+                None => return Plan::Everything,
                 Some(types) => {
                     for event_type in types {
                         add(Source {
@@ -346,115 +360,64 @@ fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, EventStoreE
             }
             continue;
         };
+        let mut term_sets = Vec::with_capacity(predicates.len());
+        let mut termless = false;
         for predicate in predicates {
             let terms = payload_terms(predicate);
             if terms.is_empty() {
-                // `{}`, `[]` and the like: no term to look up.
-                match types {
-                    None => scan = true,
-                    Some(types) => {
-                        for event_type in types {
-                            add(Source {
-                                kind: SourceKind::EventType(event_type.clone()),
-                                exact: false,
-                            });
-                        }
-                    }
-                }
-                continue;
+                termless = true;
+                break;
             }
-            // Every term of a matching predicate is a term of the payload,
-            // so the postings of any one term hold every match; the rarest
-            // term gives the fewest candidates.
-            let Some(term) = rarest_term(connection, terms, types)? else {
-                continue;
-            };
+            term_sets.push(terms);
+        }
+        if termless {
+            // `{}`, `[]` and the like: no term to look up, so every event
+            // of the filter's types is a candidate.
             match types {
-                None => add(Source {
-                    kind: SourceKind::Term {
-                        term,
-                        event_type: None,
-                    },
-                    exact: false,
-                }),
+                None => scan = true,
                 Some(types) => {
                     for event_type in types {
                         add(Source {
-                            kind: SourceKind::Term {
-                                term: term.clone(),
-                                event_type: Some(event_type.clone()),
-                            },
+                            kind: SourceKind::EventType(event_type.clone()),
                             exact: false,
                         });
                     }
                 }
             }
+            continue;
         }
+        if term_sets.is_empty() {
+            // `Some([])`: the filter matches nothing.
+            continue;
+        }
+        // Every term of a matching predicate is a term of the payload, so
+        // the events holding all tokens of some predicate hold every match.
+        add(Source {
+            kind: SourceKind::Tokens {
+                expression: index::match_expression(term_sets.iter().map(Vec::as_slice)),
+                event_types: types.map(distinct),
+            },
+            exact: false,
+        });
     }
-    Ok(if scan {
+    if scan {
         Plan::Scan
     } else if sources.is_empty() {
         Plan::Nothing
     } else {
         Plan::Indexed(sources)
-    })
+    }
 }
 
-/// The term with the fewest postings (counted up to [`TERM_COUNT_CAP`]) for
-/// `types`; `None` when some term has no posting at all, so nothing matches.
-/// A single term is returned without counting.
-fn rarest_term(
-    connection: &Connection,
-    terms: Vec<String>,
-    types: Option<&[String]>,
-) -> Result<Option<String>, EventStoreError> {
-    if let [_] = terms.as_slice() {
-        // One term: nothing to choose between.
-        return Ok(terms.into_iter().next());
-    }
-    let mut rarest: Option<(i64, String)> = None;
-    for term in terms {
-        let count = term_postings(connection, &term, types)?;
-        if count == 0 {
-            return Ok(None);
-        }
-        if rarest.as_ref().is_none_or(|(fewest, _)| count < *fewest) {
-            rarest = Some((count, term));
+/// `items` without repetitions, in their first order.
+fn distinct(items: &[String]) -> Vec<String> {
+    let mut distinct: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        if !distinct.contains(item) {
+            distinct.push(item.clone());
         }
     }
-    Ok(rarest.map(|(_, term)| term))
-}
-
-/// How many events of `types` hold `term`, counted up to [`TERM_COUNT_CAP`]
-/// per type.
-fn term_postings(
-    connection: &Connection,
-    term: &str,
-    types: Option<&[String]>,
-) -> Result<i64, EventStoreError> {
-    let counting = "counting payload term postings";
-    match types {
-        None => connection
-            .prepare_cached(TERM_COUNT)
-            .and_then(|mut statement| {
-                statement.query_row(params![term, TERM_COUNT_CAP], |row| row.get(0))
-            })
-            .or_failed(counting),
-        Some(types) => {
-            let mut statement = connection
-                .prepare_cached(TERM_TYPE_COUNT)
-                .or_failed(counting)?;
-            let mut total = 0;
-            for event_type in types {
-                total += statement
-                    .query_row(params![term, event_type, TERM_COUNT_CAP], |row| {
-                        row.get::<_, i64>(0)
-                    })
-                    .or_failed(counting)?;
-            }
-            Ok(total)
-        }
-    }
+    distinct
 }
 
 impl Source {
@@ -473,39 +436,45 @@ impl Source {
         let (after, through) = (to_sql_integer(after), to_sql_integer(through));
         let limit = limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         let ascending = direction == Direction::Ascending;
-        let (sql, mut statement_params): (&str, Vec<&dyn rusqlite::ToSql>) = match &self.kind {
+        let typed_sql;
+        let (sql, key, event_types): (&str, &str, &[String]) = match &self.kind {
             SourceKind::EventType(event_type) => (
                 if ascending {
                     TYPE_ASCENDING
                 } else {
                     TYPE_DESCENDING
                 },
-                vec![event_type],
+                event_type,
+                &[],
             ),
-            SourceKind::Term {
-                term,
-                event_type: Some(event_type),
+            SourceKind::Tokens {
+                expression,
+                event_types: None,
             } => (
                 if ascending {
-                    TERM_TYPE_ASCENDING
+                    TOKENS_ASCENDING
                 } else {
-                    TERM_TYPE_DESCENDING
+                    TOKENS_DESCENDING
                 },
-                vec![term, event_type],
+                expression,
+                &[],
             ),
-            SourceKind::Term {
-                term,
-                event_type: None,
-            } => (
-                if ascending {
-                    TERM_ASCENDING
-                } else {
-                    TERM_DESCENDING
-                },
-                vec![term],
-            ),
+            SourceKind::Tokens {
+                expression,
+                event_types: Some(event_types),
+            } => {
+                typed_sql = tokens_of_types_sql(direction, event_types.len());
+                (typed_sql.as_str(), expression, event_types)
+            }
         };
-        statement_params.extend([&after as &dyn rusqlite::ToSql, &through, &limit]);
+        let mut statement_params: Vec<&dyn rusqlite::ToSql> =
+            Vec::with_capacity(4 + event_types.len());
+        statement_params.extend([&key as &dyn rusqlite::ToSql, &after, &through, &limit]);
+        statement_params.extend(
+            event_types
+                .iter()
+                .map(|event_type| event_type as &dyn rusqlite::ToSql),
+        );
         let mut statement = connection.prepare_cached(sql).or_failed(reading)?;
         let mut rows = statement
             .query(statement_params.as_slice())
@@ -790,12 +759,6 @@ mod tests {
             LAST_COMMITTED,
             TYPE_ASCENDING,
             TYPE_DESCENDING,
-            TERM_TYPE_ASCENDING,
-            TERM_TYPE_DESCENDING,
-            TERM_ASCENDING,
-            TERM_DESCENDING,
-            TERM_TYPE_COUNT,
-            TERM_COUNT,
         ] {
             let plan = query_plan(&connection, sql);
             assert!(
@@ -823,32 +786,66 @@ mod tests {
     }
 
     #[test]
-    fn queries_are_planned_on_the_narrowest_index() {
-        let mut events: Vec<NewEvent> = (0..50)
-            .map(|n| NewEvent::new("a", json!({"common": true, "id": n})))
-            .collect();
-        events.push(NewEvent::new("b", json!({"common": true, "id": 7})));
-        let (_folder, connection) = reader_on(events);
-        let plan_of = |query: EventQuery| plan(&connection, &query).unwrap();
+    fn payload_index_reads_match_within_bounds_in_rowid_order() {
+        let (_folder, connection) = reader_on(vec![NewEvent::new("a", json!({"k": 1}))]);
+        let mut statements = vec![TOKENS_ASCENDING.to_owned(), TOKENS_DESCENDING.to_owned()];
+        for direction in [Direction::Ascending, Direction::Descending] {
+            for types in [1, 3] {
+                statements.push(tokens_of_types_sql(direction, types));
+            }
+        }
+        for sql in statements {
+            let plan = query_plan(&connection, &sql);
+            // FTS5 answers the MATCH and both rowid bounds (`M`, `>`, `<`)
+            // and delivers rows in the requested rowid order, so no sort.
+            let index_step = plan.first().map(String::as_str).unwrap_or_default();
+            let constraints = index_step
+                .strip_prefix("SCAN factstr_payload_index VIRTUAL TABLE INDEX ")
+                .and_then(|index| index.split_once(':'))
+                .map(|(_, constraints)| constraints)
+                .unwrap_or_default();
+            assert!(
+                constraints.contains('M') && constraints.contains('>') && constraints.contains('<'),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                plan[1..]
+                    .iter()
+                    .all(|step| step.starts_with("SEARCH factstr_events USING INTEGER PRIMARY KEY")),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 
-        assert!(matches!(plan_of(EventQuery::all()), Plan::Everything));
+    #[test]
+    fn queries_are_planned_on_the_narrowest_index() {
+        let tokens = |terms: &[&str]| {
+            terms
+                .iter()
+                .map(|term| index::token(term))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        assert!(matches!(plan(&EventQuery::all()), Plan::Everything));
         assert!(matches!(
-            plan_of(EventQuery::all().with_filters([])),
+            plan(&EventQuery::all().with_filters([])),
             Plan::Everything
         ));
         assert!(matches!(
-            plan_of(EventQuery::for_event_types(Vec::<String>::new())),
+            plan(&EventQuery::for_event_types(Vec::<String>::new())),
             Plan::Nothing
         ));
-        // A term held by no event: nothing can match.
         assert!(matches!(
-            plan_of(
-                EventQuery::all().with_filters([EventFilter::default()
-                    .with_payload_predicates([json!({"common": true, "id": 1000})])])
-            ),
+            plan(&EventQuery::all().with_filters([
+                EventFilter::for_event_types(["a"]).with_payload_predicates(Vec::<Value>::new())
+            ])),
             Plan::Nothing
         ));
-        match plan_of(EventQuery::for_event_types(["a", "b", "a"])) {
+        match plan(&EventQuery::for_event_types(["a", "b", "a"])) {
             Plan::Indexed(sources) => assert_eq!(
                 sources,
                 vec![
@@ -864,27 +861,43 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        // The rarer of the predicate's terms, for the filter's type.
-        match plan_of(
-            EventQuery::all().with_filters([EventFilter::for_event_types(["a"])
-                .with_payload_predicates([json!({"common": true, "id": 7})])]),
+        // All tokens of each predicate, for the filter's types.
+        match plan(
+            &EventQuery::all().with_filters([
+                EventFilter::for_event_types(["a", "b", "a"])
+                    .with_payload_predicates([json!({"common": true, "id": 7}), json!({"id": 8})]),
+                EventFilter::default().with_payload_predicates([json!({"id": 9})]),
+            ]),
         ) {
             Plan::Indexed(sources) => assert_eq!(
                 sources,
-                vec![Source {
-                    kind: SourceKind::Term {
-                        term: r#""id"=7"#.to_owned(),
-                        event_type: Some("a".to_owned())
+                vec![
+                    Source {
+                        kind: SourceKind::Tokens {
+                            expression: format!(
+                                "({}) OR ({})",
+                                tokens(&[r#""common"=true"#, r#""id"=7"#]),
+                                tokens(&[r#""id"=8"#])
+                            ),
+                            event_types: Some(vec!["a".to_owned(), "b".to_owned()]),
+                        },
+                        exact: false
                     },
-                    exact: false
-                }]
+                    Source {
+                        kind: SourceKind::Tokens {
+                            expression: format!("({})", tokens(&[r#""id"=9"#])),
+                            event_types: None,
+                        },
+                        exact: false
+                    }
+                ]
             ),
             other => panic!("{other:?}"),
         }
         // Predicates without terms read the type index, or scan without types.
         assert!(matches!(
-            plan_of(EventQuery::all().with_filters([
-                EventFilter::for_event_types(["b"]).with_payload_predicates([json!({})])
+            plan(&EventQuery::all().with_filters([
+                EventFilter::for_event_types(["b"]).with_payload_predicates([json!({"k": 1}), json!({})])
             ])),
             Plan::Indexed(ref sources) if sources == &vec![Source {
                 kind: SourceKind::EventType("b".to_owned()),
@@ -892,8 +905,8 @@ mod tests {
             }]
         ));
         assert!(matches!(
-            plan_of(
-                EventQuery::all()
+            plan(
+                &EventQuery::all()
                     .with_filters([EventFilter::default().with_payload_predicates([json!([])])])
             ),
             Plan::Scan

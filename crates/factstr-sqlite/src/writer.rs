@@ -37,7 +37,7 @@ use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use crate::error::{SqliteResultExt, writer_stopped};
-use crate::sql;
+use crate::{index, sql};
 
 /// How often the idle writer thread checks whether another process
 /// committed, so that live streams see those batches promptly.
@@ -54,13 +54,14 @@ const MAX_TEXT_BYTES: usize = 1_000_000_000;
 /// first.
 const INSERT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
-/// An event ready to be written: its JSON text and index terms computed by
-/// the calling thread, outside the writer.
+/// An event ready to be written: its JSON text and payload index document
+/// computed by the calling thread, outside the writer.
 pub(crate) struct PreparedEvent {
     event_type: String,
     payload: Value,
     payload_json: String,
-    terms: Vec<String>,
+    /// Empty when the payload has no term: the event gets no index row.
+    index_document: String,
 }
 
 /// A validated batch ready to be written.
@@ -70,7 +71,7 @@ pub(crate) struct PreparedBatch {
 
 impl PreparedBatch {
     /// Serialises `new_events` (already checked by
-    /// `factstr::backend::validation`) and computes their index terms;
+    /// `factstr::backend::validation`) and computes their index documents;
     /// refuses what SQLite cannot store.
     pub(crate) fn new(new_events: Vec<NewEvent>) -> Result<Self, EventStoreError> {
         let mut events = Vec::with_capacity(new_events.len());
@@ -86,12 +87,12 @@ impl PreparedBatch {
                      {MAX_TEXT_BYTES} bytes per value"
                 )));
             }
-            let terms = payload_terms(&event.payload);
+            let index_document = index::document(&payload_terms(&event.payload));
             events.push(PreparedEvent {
                 event_type: event.event_type,
                 payload: event.payload,
                 payload_json,
-                terms,
+                index_document,
             });
         }
         Ok(Self { events })
@@ -694,7 +695,7 @@ impl GroupCommit<'_> {
         let occurred_at = commit_timestamp(head.last_commit_time);
         self.insert_events(first, last, occurred_at.timestamp_micros(), &batch)
             .or_failed("writing events")?;
-        self.insert_terms(first, &batch)
+        self.insert_index_documents(first, &batch)
             .or_failed("writing the payload index")?;
         head.last_sequence_number = last;
         head.last_commit_time = Some(occurred_at);
@@ -746,27 +747,25 @@ impl GroupCommit<'_> {
         Ok(())
     }
 
-    fn insert_terms(&self, first: u64, batch: &PreparedBatch) -> rusqlite::Result<()> {
-        let mut postings = batch
+    fn insert_index_documents(&self, first: u64, batch: &PreparedBatch) -> rusqlite::Result<()> {
+        let mut documents = batch
             .events
             .iter()
             .zip(sql::to_sql_integer(first)..)
-            .flat_map(|(event, sequence_number)| {
-                event
-                    .terms
-                    .iter()
-                    .map(move |term| (term.as_str(), event.event_type.as_str(), sequence_number))
-            });
-        let mut left: usize = batch.events.iter().map(|event| event.terms.len()).sum();
+            .filter(|(event, _)| !event.index_document.is_empty());
+        let mut left = batch
+            .events
+            .iter()
+            .filter(|event| !event.index_document.is_empty())
+            .count();
         while left > 0 {
-            let (rows, statement_sql) = self.insert_sql.terms_for(left);
+            let (rows, statement_sql) = self.insert_sql.index_documents_for(left);
             let mut statement = self.connection.prepare_cached(statement_sql)?;
             let mut index = 1;
-            for (term, event_type, sequence_number) in postings.by_ref().take(rows) {
-                statement.raw_bind_parameter(index, term)?;
-                statement.raw_bind_parameter(index + 1, event_type)?;
-                statement.raw_bind_parameter(index + 2, sequence_number)?;
-                index += 3;
+            for (event, sequence_number) in documents.by_ref().take(rows) {
+                statement.raw_bind_parameter(index, sequence_number)?;
+                statement.raw_bind_parameter(index + 1, event.index_document.as_str())?;
+                index += 2;
             }
             statement.raw_execute()?;
             left -= rows;
@@ -888,7 +887,7 @@ fn fail_all_handled(handled: Vec<Handled>, error: &EventStoreError) {
 /// The multi-row `INSERT` statements, one per chunk size.
 struct InsertSql {
     events: Vec<(usize, String)>,
-    terms: Vec<(usize, String)>,
+    index_documents: Vec<(usize, String)>,
 }
 
 impl InsertSql {
@@ -905,9 +904,9 @@ impl InsertSql {
                  occurred_at_micros, event_type, payload) VALUES ",
                 "(?,?,?,?,?)",
             ),
-            terms: build(
-                "INSERT INTO factstr_payload_terms (term, event_type, sequence_number) VALUES ",
-                "(?,?,?)",
+            index_documents: build(
+                "INSERT INTO factstr_payload_index (rowid, terms) VALUES ",
+                "(?,?)",
             ),
         }
     }
@@ -916,8 +915,8 @@ impl InsertSql {
         chunk_for(&self.events, left)
     }
 
-    fn terms_for(&self, left: usize) -> (usize, &str) {
-        chunk_for(&self.terms, left)
+    fn index_documents_for(&self, left: usize) -> (usize, &str) {
+        chunk_for(&self.index_documents, left)
     }
 }
 

@@ -71,8 +71,10 @@ fn a_sqlite_database_of_another_application_is_refused_and_left_unchanged() {
     assert_eq!(mode, "delete", "the journal mode was changed");
 }
 
-#[test]
-fn a_database_of_a_newer_schema_version_is_refused_and_left_unchanged() {
+/// Opening a store written by this build after changing its schema version
+/// to `version` fails; returns the message, and checks the file stayed as
+/// it was.
+fn refused_schema_version(version: &str) -> String {
     let folder = tempfile::tempdir().unwrap();
     let path = common::database_in(&folder);
     {
@@ -83,8 +85,8 @@ fn a_database_of_a_newer_schema_version_is_refused_and_left_unchanged() {
         let connection = rusqlite::Connection::open(&path).unwrap();
         connection
             .execute(
-                "UPDATE factstr_metadata SET value = '2' WHERE key = 'schema_version'",
-                [],
+                "UPDATE factstr_metadata SET value = ?1 WHERE key = 'schema_version'",
+                [version],
             )
             .unwrap();
     }
@@ -92,8 +94,24 @@ fn a_database_of_a_newer_schema_version_is_refused_and_left_unchanged() {
 
     let message = invalid_input_message(SqliteStore::open(&path));
     assert!(message.contains(&path.display().to_string()), "{message}");
-    assert!(message.contains("schema version 2"), "{message}");
+    assert!(
+        message.contains(&format!("schema version {version}")),
+        "{message}"
+    );
     assert_eq!(common::file_bytes(&path), before);
+    message
+}
+
+#[test]
+fn a_database_of_a_newer_schema_version_is_refused_and_left_unchanged() {
+    let message = refused_schema_version("3");
+    assert!(message.contains("use a newer factstr-sqlite"), "{message}");
+}
+
+#[test]
+fn a_database_of_the_unreleased_first_schema_version_is_refused_and_left_unchanged() {
+    let message = refused_schema_version("1");
+    assert!(!message.contains("use a newer"), "{message}");
 }
 
 #[test]

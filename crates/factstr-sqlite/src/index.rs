@@ -1,0 +1,132 @@
+//! The payload index: an FTS5 inverted index from payload terms to events.
+//!
+//! Every event with at least one payload term (see
+//! `factstr::backend::payload_terms`) has one row in the contentless FTS5
+//! table `factstr_payload_index`: its rowid is the event's sequence number
+//! and its document lists one token per term. A token is `h` followed by the
+//! 16 lowercase hex digits of the term's 64-bit FNV-1a hash, so it is a
+//! single FTS5 bareword whatever the term holds, and stable across builds.
+//!
+//! A predicate matches a payload only if every term of the predicate is a
+//! term of the payload, so the events whose documents hold all of a
+//! predicate's tokens include every match. Two terms with the same hash only
+//! add candidates; the shared matcher decides each one.
+//!
+//! FTS5 writes the documents of a transaction as one new segment and merges
+//! segments incrementally, so an append writes a few pages at the end of the
+//! index instead of one posting per term at scattered places.
+
+/// The FNV-1a 64-bit offset basis.
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+/// The FNV-1a 64-bit prime.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Bytes of one token: `h` and 16 hex digits.
+const TOKEN_BYTES: usize = 17;
+
+/// The 64-bit FNV-1a hash of `bytes`.
+pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET_BASIS, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
+    })
+}
+
+/// Appends the index token of `term` to `target`.
+pub(crate) fn push_token(target: &mut String, term: &str) {
+    let hash = fnv1a_64(term.as_bytes());
+    target.push('h');
+    for shift in (0..16).rev() {
+        let digit = (hash >> (shift * 4)) & 0xf;
+        target.push(char::from(HEX_DIGITS[digit as usize]));
+    }
+}
+
+/// The index document of a payload with `terms`: their tokens separated by
+/// spaces; empty when the payload has no term (such an event gets no index
+/// row).
+pub(crate) fn document(terms: &[String]) -> String {
+    let mut document = String::with_capacity(terms.len() * (TOKEN_BYTES + 1));
+    for term in terms {
+        if !document.is_empty() {
+            document.push(' ');
+        }
+        push_token(&mut document, term);
+    }
+    document
+}
+
+/// An FTS5 query matching the documents that hold every token of at least
+/// one of `predicates` (each given by its terms, none without terms).
+pub(crate) fn match_expression<'a>(predicates: impl IntoIterator<Item = &'a [String]>) -> String {
+    let mut expression = String::new();
+    for (index, terms) in predicates.into_iter().enumerate() {
+        if index > 0 {
+            expression.push_str(" OR ");
+        }
+        expression.push('(');
+        for (position, term) in terms.iter().enumerate() {
+            if position > 0 {
+                expression.push_str(" AND ");
+            }
+            push_token(&mut expression, term);
+        }
+        expression.push(')');
+    }
+    expression
+}
+
+/// The token of `term` as a string (for tests and diagnostics).
+#[cfg(test)]
+pub(crate) fn token(term: &str) -> String {
+    let mut token = String::with_capacity(TOKEN_BYTES);
+    push_token(&mut token, term);
+    token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn tokens_are_one_lowercase_bareword_of_fixed_length() {
+        for term in [
+            r#""account"="a1""#,
+            "=null",
+            "",
+            "[][]=1",
+            "#0123456789abcdef",
+        ] {
+            let token = token(term);
+            assert_eq!(token.len(), TOKEN_BYTES, "{token}");
+            assert!(token.starts_with('h'));
+            assert!(
+                token[1..]
+                    .bytes()
+                    .all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
+            );
+            assert_eq!(token[1..], format!("{:016x}", fnv1a_64(term.as_bytes())));
+        }
+        assert_ne!(token("=1"), token("=1.0"));
+    }
+
+    #[test]
+    fn documents_and_expressions_list_the_tokens() {
+        let terms = vec!["=1".to_owned(), "=2".to_owned()];
+        assert_eq!(document(&terms), format!("{} {}", token("=1"), token("=2")));
+        assert_eq!(document(&[]), "");
+        let single = vec!["=3".to_owned()];
+        assert_eq!(
+            match_expression([terms.as_slice(), single.as_slice()]),
+            format!("({} AND {}) OR ({})", token("=1"), token("=2"), token("=3"))
+        );
+    }
+}
