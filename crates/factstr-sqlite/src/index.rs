@@ -43,18 +43,19 @@ pub(crate) fn push_token(target: &mut String, term: &str) {
     }
 }
 
-/// The index document of a payload with `terms`: their tokens separated by
-/// spaces; empty when the payload has no term (such an event gets no index
-/// row).
-pub(crate) fn document(terms: &[String]) -> String {
-    let mut document = String::with_capacity(terms.len() * (TOKEN_BYTES + 1));
-    for term in terms {
-        if !document.is_empty() {
-            document.push(' ');
+/// Appends the index document of a payload with `terms` to `target` as a
+/// JSON string: their tokens separated by spaces, `""` when the payload has
+/// no term (such an event gets no index row). Tokens need no JSON escaping.
+pub(crate) fn push_document(target: &mut String, terms: &[String]) {
+    target.reserve(terms.len() * (TOKEN_BYTES + 1) + 2);
+    target.push('"');
+    for (position, term) in terms.iter().enumerate() {
+        if position > 0 {
+            target.push(' ');
         }
-        push_token(&mut document, term);
+        push_token(target, term);
     }
-    document
+    target.push('"');
 }
 
 /// An FTS5 query matching the documents that hold every token of at least
@@ -121,8 +122,13 @@ mod tests {
     #[test]
     fn documents_and_expressions_list_the_tokens() {
         let terms = vec!["=1".to_owned(), "=2".to_owned()];
-        assert_eq!(document(&terms), format!("{} {}", token("=1"), token("=2")));
-        assert_eq!(document(&[]), "");
+        let mut documents = String::new();
+        push_document(&mut documents, &terms);
+        push_document(&mut documents, &[]);
+        assert_eq!(
+            documents,
+            format!("\"{} {}\"\"\"", token("=1"), token("=2"))
+        );
         let single = vec!["=3".to_owned()];
         assert_eq!(
             match_expression([terms.as_slice(), single.as_slice()]),

@@ -50,23 +50,31 @@ const CURSOR_FLUSH_DELAY: Duration = Duration::from_millis(10);
 /// SQLite's default limit on the length of a text value.
 const MAX_TEXT_BYTES: usize = 1_000_000_000;
 
+/// Inserts the payload index documents of a batch whose first sequence
+/// number is `?1`, from the JSON array `?2`; an empty document (a payload
+/// without terms) gets no row.
+const INSERT_INDEX_DOCUMENTS: &str = "INSERT INTO factstr_payload_index (rowid, terms) \
+     SELECT ?1 + key, value FROM json_each(?2) WHERE value <> ''";
+
 /// Rows per multi-row `INSERT`; a batch is written with the largest sizes
 /// first.
 const INSERT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
-/// An event ready to be written: its JSON text and payload index document
-/// computed by the calling thread, outside the writer.
+/// An event ready to be written: its JSON text computed by the calling
+/// thread, outside the writer.
 pub(crate) struct PreparedEvent {
     event_type: String,
     payload: Value,
     payload_json: String,
-    /// Empty when the payload has no term: the event gets no index row.
-    index_document: String,
 }
 
 /// A validated batch ready to be written.
 pub(crate) struct PreparedBatch {
     events: Vec<PreparedEvent>,
+    /// The payload index documents of the events, in order, as a JSON array
+    /// of strings (see [`index::push_document`]); `None` when no payload of
+    /// the batch has a term.
+    index_documents: Option<String>,
 }
 
 impl PreparedBatch {
@@ -75,6 +83,8 @@ impl PreparedBatch {
     /// refuses what SQLite cannot store.
     pub(crate) fn new(new_events: Vec<NewEvent>) -> Result<Self, EventStoreError> {
         let mut events = Vec::with_capacity(new_events.len());
+        let mut index_documents = String::with_capacity(new_events.len() * 64);
+        let mut has_terms = false;
         for (index, event) in new_events.into_iter().enumerate() {
             let payload_json = serde_json::to_string(&event.payload).map_err(|error| {
                 EventStoreError::invalid_input(format!(
@@ -87,15 +97,21 @@ impl PreparedBatch {
                      {MAX_TEXT_BYTES} bytes per value"
                 )));
             }
-            let index_document = index::document(&payload_terms(&event.payload));
+            let terms = payload_terms(&event.payload);
+            has_terms |= !terms.is_empty();
+            index_documents.push(if index == 0 { '[' } else { ',' });
+            index::push_document(&mut index_documents, &terms);
             events.push(PreparedEvent {
                 event_type: event.event_type,
                 payload: event.payload,
                 payload_json,
-                index_document,
             });
         }
-        Ok(Self { events })
+        index_documents.push(']');
+        Ok(Self {
+            events,
+            index_documents: has_terms.then_some(index_documents),
+        })
     }
 
     fn len(&self) -> usize {
@@ -747,29 +763,16 @@ impl GroupCommit<'_> {
         Ok(())
     }
 
+    /// Writes the batch's payload index documents in one statement: FTS5
+    /// writes the documents it holds as a new segment whenever a statement
+    /// inside the transaction starts, so one statement gives one segment.
     fn insert_index_documents(&self, first: u64, batch: &PreparedBatch) -> rusqlite::Result<()> {
-        let mut documents = batch
-            .events
-            .iter()
-            .zip(sql::to_sql_integer(first)..)
-            .filter(|(event, _)| !event.index_document.is_empty());
-        let mut left = batch
-            .events
-            .iter()
-            .filter(|event| !event.index_document.is_empty())
-            .count();
-        while left > 0 {
-            let (rows, statement_sql) = self.insert_sql.index_documents_for(left);
-            let mut statement = self.connection.prepare_cached(statement_sql)?;
-            let mut index = 1;
-            for (event, sequence_number) in documents.by_ref().take(rows) {
-                statement.raw_bind_parameter(index, sequence_number)?;
-                statement.raw_bind_parameter(index + 1, event.index_document.as_str())?;
-                index += 2;
-            }
-            statement.raw_execute()?;
-            left -= rows;
-        }
+        let Some(documents) = &batch.index_documents else {
+            return Ok(());
+        };
+        self.connection
+            .prepare_cached(INSERT_INDEX_DOCUMENTS)?
+            .execute(params![sql::to_sql_integer(first), documents])?;
         Ok(())
     }
 
@@ -887,7 +890,6 @@ fn fail_all_handled(handled: Vec<Handled>, error: &EventStoreError) {
 /// The multi-row `INSERT` statements, one per chunk size.
 struct InsertSql {
     events: Vec<(usize, String)>,
-    index_documents: Vec<(usize, String)>,
 }
 
 impl InsertSql {
@@ -904,19 +906,11 @@ impl InsertSql {
                  occurred_at_micros, event_type, payload) VALUES ",
                 "(?,?,?,?,?)",
             ),
-            index_documents: build(
-                "INSERT INTO factstr_payload_index (rowid, terms) VALUES ",
-                "(?,?)",
-            ),
         }
     }
 
     fn events_for(&self, left: usize) -> (usize, &str) {
         chunk_for(&self.events, left)
-    }
-
-    fn index_documents_for(&self, left: usize) -> (usize, &str) {
-        chunk_for(&self.index_documents, left)
     }
 }
 
