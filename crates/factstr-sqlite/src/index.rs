@@ -8,12 +8,13 @@
 //! single FTS5 bareword whatever the term holds, and stable across builds.
 //!
 //! A predicate matches a payload only if every term of the predicate is a
-//! term of the payload, so the events whose documents hold all of a
-//! predicate's tokens include every match. Two terms with the same hash only
-//! add candidates; the shared matcher decides each one.
+//! term of the payload, so the events whose documents hold the token of any
+//! one of a predicate's terms include every match. Two terms with the same
+//! hash only add candidates; the shared matcher decides each one.
 //!
-//! FTS5 writes the documents of a transaction as one new segment and merges
-//! segments incrementally, so an append writes a few pages at the end of the
+//! FTS5 writes the documents of each statement as one new segment of sorted
+//! postings and merges segments incrementally in the background of later
+//! writes (an LSM tree), so an append writes a few pages at the end of the
 //! index instead of one posting per term at scattered places.
 
 /// The FNV-1a 64-bit offset basis.
@@ -58,28 +59,7 @@ pub(crate) fn push_document(target: &mut String, terms: &[String]) {
     target.push('"');
 }
 
-/// An FTS5 query matching the documents that hold every token of at least
-/// one of `predicates` (each given by its terms, none without terms).
-pub(crate) fn match_expression<'a>(predicates: impl IntoIterator<Item = &'a [String]>) -> String {
-    let mut expression = String::new();
-    for (index, terms) in predicates.into_iter().enumerate() {
-        if index > 0 {
-            expression.push_str(" OR ");
-        }
-        expression.push('(');
-        for (position, term) in terms.iter().enumerate() {
-            if position > 0 {
-                expression.push_str(" AND ");
-            }
-            push_token(&mut expression, term);
-        }
-        expression.push(')');
-    }
-    expression
-}
-
-/// The token of `term` as a string (for tests and diagnostics).
-#[cfg(test)]
+/// The index token of `term`.
 pub(crate) fn token(term: &str) -> String {
     let mut token = String::with_capacity(TOKEN_BYTES);
     push_token(&mut token, term);
@@ -120,7 +100,7 @@ mod tests {
     }
 
     #[test]
-    fn documents_and_expressions_list_the_tokens() {
+    fn documents_list_the_tokens_as_json_strings() {
         let terms = vec!["=1".to_owned(), "=2".to_owned()];
         let mut documents = String::new();
         push_document(&mut documents, &terms);
@@ -128,11 +108,6 @@ mod tests {
         assert_eq!(
             documents,
             format!("\"{} {}\"\"\"", token("=1"), token("=2"))
-        );
-        let single = vec!["=3".to_owned()];
-        assert_eq!(
-            match_expression([terms.as_slice(), single.as_slice()]),
-            format!("({} AND {}) OR ({})", token("=1"), token("=2"), token("=3"))
         );
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! SQL only narrows: every candidate is decided by
 //! [`EventQuery::matches`], the one implementation of matching. A filter
-//! listing event types without predicates reads the type index; a filter
-//! with payload predicates asks the FTS5 payload index (see [`crate::index`])
-//! for the events holding every token of one of its predicates, restricted
-//! to the filter's types through the events table; a filter that neither can
-//! narrow makes the read scan the log.
+//! listing event types without predicates reads the type index. A filter
+//! with payload predicates reads the FTS5 payload index (see
+//! [`crate::index`]) for one token per predicate, that of its rarest term,
+//! restricted to the filter's types through the events table; when the
+//! filter's types hold fewer events than those tokens, it reads the type
+//! index instead. A filter that neither can narrow makes the read scan the
+//! log.
 //!
 //! Every function here runs on the connection it is given and inside the
 //! transaction the caller holds, so a reader's records and context version
@@ -23,6 +25,10 @@ use serde_json::Value;
 
 use crate::error::{SqliteResultExt, corrupt};
 use crate::index;
+
+/// How many candidates of a token or type are counted when choosing the
+/// narrowest source; beyond it they count as equally common.
+const POSTINGS_COUNT_CAP: i64 = 128;
 
 const SELECT_EVENT: &str = "SELECT sequence_number, batch_last_sequence_number, \
      occurred_at_micros, event_type, payload FROM factstr_events WHERE sequence_number = ?1";
@@ -51,6 +57,11 @@ const TOKENS_ASCENDING: &str = "SELECT rowid FROM factstr_payload_index \
 const TOKENS_DESCENDING: &str = "SELECT rowid FROM factstr_payload_index \
      WHERE factstr_payload_index MATCH ?1 AND rowid > ?2 AND rowid <= ?3 \
      ORDER BY rowid DESC LIMIT ?4";
+
+const TOKEN_COUNT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM factstr_payload_index \
+     WHERE factstr_payload_index MATCH ?1 LIMIT ?2)";
+const TYPE_COUNT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM factstr_events \
+     INDEXED BY factstr_events_by_type WHERE event_type = ?1 LIMIT ?2)";
 
 /// Like `TOKENS_*`, restricted to the event types bound from `?5` on (the
 /// payload index walked first, each candidate's event row looked up).
@@ -102,8 +113,8 @@ struct Source {
 enum SourceKind {
     /// Events of one type, from `factstr_events_by_type`.
     EventType(String),
-    /// Events whose payload index document matches `expression`, of
-    /// `event_types` only when given.
+    /// Events whose payload index document matches `expression` (one or
+    /// more tokens joined by `OR`), of `event_types` only when given.
     Tokens {
         expression: String,
         event_types: Option<Vec<String>>,
@@ -174,7 +185,7 @@ pub(crate) fn query(
     query: &EventQuery,
 ) -> Result<QueryResult, EventStoreError> {
     let after = query.min_sequence_number.unwrap_or(0);
-    let plan = plan(query);
+    let plan = plan(connection, query)?;
     let mut event_records = Vec::new();
     match &plan {
         Plan::Nothing => {}
@@ -216,7 +227,7 @@ pub(crate) fn context_version(
     connection: &Connection,
     query: &EventQuery,
 ) -> Result<Option<u64>, EventStoreError> {
-    let plan = plan(query);
+    let plan = plan(connection, query)?;
     newest_match(connection, &plan, query, u64::MAX)
 }
 
@@ -237,7 +248,7 @@ pub(crate) fn read_committed_batches(
     let limit = request.max_events.max(1);
     let plan = match request.query {
         None => Plan::Everything,
-        Some(query) => plan(query),
+        Some(query) => plan(connection, query)?,
     };
     let matches = |event: &StoredEvent| {
         request
@@ -327,9 +338,9 @@ pub(crate) fn read_committed_batches(
 }
 
 /// Decides where the candidates of `query` are.
-fn plan(query: &EventQuery) -> Plan {
+fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, EventStoreError> {
     let Some(filters) = query.filters.as_ref().filter(|filters| !filters.is_empty()) else {
-        return Plan::Everything;
+        return Ok(Plan::Everything);
     };
     let mut sources: Vec<Source> = Vec::new();
     let mut add = |source: Source| {
@@ -341,18 +352,18 @@ fn plan(query: &EventQuery) -> Plan {
     };
     let mut scan = false;
     for filter in filters {
-        let types = filter.event_types.as_deref();
-        if types.is_some_and(<[String]>::is_empty) {
+        let types = filter.event_types.as_deref().map(distinct);
+        if types.as_ref().is_some_and(Vec::is_empty) {
             continue;
         }
         let Some(predicates) = &filter.payload_predicates else {
             match types {
                 // This filter matches every event, so the query does.
-                None => return Plan::Everything,
+                None => return Ok(Plan::Everything),
                 Some(types) => {
                     for event_type in types {
                         add(Source {
-                            kind: SourceKind::EventType(event_type.clone()),
+                            kind: SourceKind::EventType(event_type),
                             exact: true,
                         });
                     }
@@ -360,17 +371,8 @@ fn plan(query: &EventQuery) -> Plan {
             }
             continue;
         };
-        let mut term_sets = Vec::with_capacity(predicates.len());
-        let mut termless = false;
-        for predicate in predicates {
-            let terms = payload_terms(predicate);
-            if terms.is_empty() {
-                termless = true;
-                break;
-            }
-            term_sets.push(terms);
-        }
-        if termless {
+        let term_sets: Vec<Vec<String>> = predicates.iter().map(payload_terms).collect();
+        if term_sets.iter().any(Vec::is_empty) {
             // `{}`, `[]` and the like: no term to look up, so every event
             // of the filter's types is a candidate.
             match types {
@@ -378,7 +380,7 @@ fn plan(query: &EventQuery) -> Plan {
                 Some(types) => {
                     for event_type in types {
                         add(Source {
-                            kind: SourceKind::EventType(event_type.clone()),
+                            kind: SourceKind::EventType(event_type),
                             exact: false,
                         });
                     }
@@ -386,27 +388,107 @@ fn plan(query: &EventQuery) -> Plan {
             }
             continue;
         }
-        if term_sets.is_empty() {
-            // `Some([])`: the filter matches nothing.
+        // Every term of a matching predicate is a term of the payload, so
+        // the events holding the token of any one term of each predicate
+        // hold every match; the rarest term gives the fewest candidates.
+        let count_all = types.is_some();
+        let mut tokens: Vec<String> = Vec::with_capacity(term_sets.len());
+        let mut token_candidates = 0;
+        for terms in &term_sets {
+            let Some((token, candidates)) = rarest_token(connection, terms, count_all)? else {
+                // A term no event holds: this predicate matches nothing.
+                continue;
+            };
+            if !tokens.contains(&token) {
+                token_candidates += candidates;
+                tokens.push(token);
+            }
+        }
+        if tokens.is_empty() {
+            // No predicate can match (or `Some([])`).
             continue;
         }
-        // Every term of a matching predicate is a term of the payload, so
-        // the events holding all tokens of some predicate hold every match.
+        if let Some(types) = &types
+            && type_postings(connection, types)? < token_candidates
+        {
+            // The filter's types hold fewer events than its tokens.
+            for event_type in types {
+                add(Source {
+                    kind: SourceKind::EventType(event_type.clone()),
+                    exact: false,
+                });
+            }
+            continue;
+        }
         add(Source {
             kind: SourceKind::Tokens {
-                expression: index::match_expression(term_sets.iter().map(Vec::as_slice)),
-                event_types: types.map(distinct),
+                expression: tokens.join(" OR "),
+                event_types: types,
             },
             exact: false,
         });
     }
-    if scan {
+    Ok(if scan {
         Plan::Scan
     } else if sources.is_empty() {
         Plan::Nothing
     } else {
         Plan::Indexed(sources)
+    })
+}
+
+/// The token of the term of `terms` held by the fewest events (counted up
+/// to [`POSTINGS_COUNT_CAP`]) and that count; `None` when some term is held
+/// by no event, so nothing can match. A single term is not counted unless
+/// `count_single` (its count is then 0).
+fn rarest_token(
+    connection: &Connection,
+    terms: &[String],
+    count_single: bool,
+) -> Result<Option<(String, i64)>, EventStoreError> {
+    if let [term] = terms
+        && !count_single
+    {
+        return Ok(Some((index::token(term), 0)));
     }
+    let mut rarest: Option<(String, i64)> = None;
+    for term in terms {
+        let token = index::token(term);
+        let count = token_postings(connection, &token)?;
+        if count == 0 {
+            return Ok(None);
+        }
+        if rarest.as_ref().is_none_or(|(_, fewest)| count < *fewest) {
+            rarest = Some((token, count));
+        }
+    }
+    Ok(rarest)
+}
+
+/// How many events hold `token`, counted up to [`POSTINGS_COUNT_CAP`].
+fn token_postings(connection: &Connection, token: &str) -> Result<i64, EventStoreError> {
+    connection
+        .prepare_cached(TOKEN_COUNT)
+        .and_then(|mut statement| {
+            statement.query_row(params![token, POSTINGS_COUNT_CAP], |row| row.get(0))
+        })
+        .or_failed("counting payload index postings")
+}
+
+/// How many events have one of `types`, counted up to
+/// [`POSTINGS_COUNT_CAP`] per type.
+fn type_postings(connection: &Connection, types: &[String]) -> Result<i64, EventStoreError> {
+    let counting = "counting events by type";
+    let mut statement = connection.prepare_cached(TYPE_COUNT).or_failed(counting)?;
+    let mut total = 0;
+    for event_type in types {
+        total += statement
+            .query_row(params![event_type, POSTINGS_COUNT_CAP], |row| {
+                row.get::<_, i64>(0)
+            })
+            .or_failed(counting)?;
+    }
+    Ok(total)
 }
 
 /// `items` without repetitions, in their first order.
@@ -759,6 +841,7 @@ mod tests {
             LAST_COMMITTED,
             TYPE_ASCENDING,
             TYPE_DESCENDING,
+            TYPE_COUNT,
         ] {
             let plan = query_plan(&connection, sql);
             assert!(
@@ -819,33 +902,63 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+        // Counting a token's postings reads the index for the MATCH only.
+        let plan = query_plan(&connection, TOKEN_COUNT);
+        assert!(
+            plan.iter().any(|step| step
+                .strip_prefix("SCAN factstr_payload_index VIRTUAL TABLE INDEX ")
+                .is_some_and(|index| index.contains(":M"))),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter().all(|step| step.contains("VIRTUAL TABLE")
+                || step.starts_with("SCAN (subquery")
+                || step.starts_with("CO-ROUTINE")),
+            "{plan:?}"
+        );
     }
 
     #[test]
     fn queries_are_planned_on_the_narrowest_index() {
-        let tokens = |terms: &[&str]| {
-            terms
+        let mut events: Vec<NewEvent> = (0..150)
+            .map(|n| NewEvent::new("a", json!({"common": true, "id": n})))
+            .collect();
+        events.push(NewEvent::new("b", json!({"common": true, "id": 7})));
+        let (_folder, connection) = reader_on(events);
+        let plan_of = |query: EventQuery| plan(&connection, &query).unwrap();
+        let tokens = |source_tokens: &[&str]| {
+            source_tokens
                 .iter()
                 .map(|term| index::token(term))
                 .collect::<Vec<_>>()
-                .join(" AND ")
+                .join(" OR ")
         };
-        assert!(matches!(plan(&EventQuery::all()), Plan::Everything));
+        let types = |names: &[&str]| Some(names.iter().map(|name| (*name).to_owned()).collect());
+
+        assert!(matches!(plan_of(EventQuery::all()), Plan::Everything));
         assert!(matches!(
-            plan(&EventQuery::all().with_filters([])),
+            plan_of(EventQuery::all().with_filters([])),
             Plan::Everything
         ));
         assert!(matches!(
-            plan(&EventQuery::for_event_types(Vec::<String>::new())),
+            plan_of(EventQuery::for_event_types(Vec::<String>::new())),
             Plan::Nothing
         ));
         assert!(matches!(
-            plan(&EventQuery::all().with_filters([
+            plan_of(EventQuery::all().with_filters([
                 EventFilter::for_event_types(["a"]).with_payload_predicates(Vec::<Value>::new())
             ])),
             Plan::Nothing
         ));
-        match plan(&EventQuery::for_event_types(["a", "b", "a"])) {
+        // A term held by no event: nothing can match.
+        assert!(matches!(
+            plan_of(
+                EventQuery::all().with_filters([EventFilter::default()
+                    .with_payload_predicates([json!({"common": true, "id": 1000})])])
+            ),
+            Plan::Nothing
+        ));
+        match plan_of(EventQuery::for_event_types(["a", "b", "a"])) {
             Plan::Indexed(sources) => assert_eq!(
                 sources,
                 vec![
@@ -861,12 +974,13 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        // All tokens of each predicate, for the filter's types.
-        match plan(
-            &EventQuery::all().with_filters([
+        // The token of each predicate's rarest term, for the filter's types.
+        match plan_of(
+            EventQuery::all().with_filters([
                 EventFilter::for_event_types(["a", "b", "a"])
                     .with_payload_predicates([json!({"common": true, "id": 7}), json!({"id": 8})]),
-                EventFilter::default().with_payload_predicates([json!({"id": 9})]),
+                EventFilter::default().with_payload_predicates([json!({"common": true, "id": 9})]),
+                EventFilter::default().with_payload_predicates([json!({"id": 10})]),
             ]),
         ) {
             Plan::Indexed(sources) => assert_eq!(
@@ -874,18 +988,21 @@ mod tests {
                 vec![
                     Source {
                         kind: SourceKind::Tokens {
-                            expression: format!(
-                                "({}) OR ({})",
-                                tokens(&[r#""common"=true"#, r#""id"=7"#]),
-                                tokens(&[r#""id"=8"#])
-                            ),
-                            event_types: Some(vec!["a".to_owned(), "b".to_owned()]),
+                            expression: tokens(&[r#""id"=7"#, r#""id"=8"#]),
+                            event_types: types(&["a", "b"]),
                         },
                         exact: false
                     },
                     Source {
                         kind: SourceKind::Tokens {
-                            expression: format!("({})", tokens(&[r#""id"=9"#])),
+                            expression: tokens(&[r#""id"=9"#]),
+                            event_types: None,
+                        },
+                        exact: false
+                    },
+                    Source {
+                        kind: SourceKind::Tokens {
+                            expression: tokens(&[r#""id"=10"#]),
                             event_types: None,
                         },
                         exact: false
@@ -894,10 +1011,20 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+        // Types holding fewer events than the predicate's rarest term.
+        assert!(matches!(
+            plan_of(EventQuery::all().with_filters([
+                EventFilter::for_event_types(["b"]).with_payload_predicates([json!({"common": true})])
+            ])),
+            Plan::Indexed(ref sources) if sources == &vec![Source {
+                kind: SourceKind::EventType("b".to_owned()),
+                exact: false
+            }]
+        ));
         // Predicates without terms read the type index, or scan without types.
         assert!(matches!(
-            plan(&EventQuery::all().with_filters([
-                EventFilter::for_event_types(["b"]).with_payload_predicates([json!({"k": 1}), json!({})])
+            plan_of(EventQuery::all().with_filters([
+                EventFilter::for_event_types(["b"]).with_payload_predicates([json!({"id": 1}), json!({})])
             ])),
             Plan::Indexed(ref sources) if sources == &vec![Source {
                 kind: SourceKind::EventType("b".to_owned()),
@@ -905,8 +1032,8 @@ mod tests {
             }]
         ));
         assert!(matches!(
-            plan(
-                &EventQuery::all()
+            plan_of(
+                EventQuery::all()
                     .with_filters([EventFilter::default().with_payload_predicates([json!([])])])
             ),
             Plan::Scan
