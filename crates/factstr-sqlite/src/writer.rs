@@ -71,10 +71,11 @@ pub(crate) struct PreparedEvent {
 /// A validated batch ready to be written.
 pub(crate) struct PreparedBatch {
     events: Vec<PreparedEvent>,
-    /// The payload index documents of the events, in order, as a JSON array
-    /// of strings (see [`index::push_document`]); `None` when no payload of
-    /// the batch has a term.
-    index_documents: Option<String>,
+    /// The payload index documents of the events, in order: JSON strings
+    /// separated by commas (see [`index::push_document`]).
+    index_documents: String,
+    /// Some payload of the batch has a term.
+    has_terms: bool,
 }
 
 impl PreparedBatch {
@@ -99,7 +100,9 @@ impl PreparedBatch {
             }
             let terms = payload_terms(&event.payload);
             has_terms |= !terms.is_empty();
-            index_documents.push(if index == 0 { '[' } else { ',' });
+            if index > 0 {
+                index_documents.push(',');
+            }
             index::push_document(&mut index_documents, &terms);
             events.push(PreparedEvent {
                 event_type: event.event_type,
@@ -107,15 +110,20 @@ impl PreparedBatch {
                 payload_json,
             });
         }
-        index_documents.push(']');
         Ok(Self {
             events,
-            index_documents: has_terms.then_some(index_documents),
+            index_documents,
+            has_terms,
         })
     }
 
     fn len(&self) -> usize {
         self.events.len()
+    }
+
+    /// The batch's payload index documents, and whether any is not empty.
+    fn take_index_documents(&mut self) -> (String, bool) {
+        (mem::take(&mut self.index_documents), self.has_terms)
     }
 }
 
@@ -458,6 +466,43 @@ struct Head {
     last_commit_time: Option<DateTime<Utc>>,
 }
 
+/// Payload index documents of a group's appends, written at the end of the
+/// group: a JSON array (without its closing bracket) of the documents of
+/// the events `first`, `first + 1`, ...
+#[derive(Default)]
+struct UnindexedDocuments {
+    first: u64,
+    documents: String,
+    /// How many documents `documents` holds.
+    count: u64,
+    /// Some document is not empty.
+    has_terms: bool,
+}
+
+impl UnindexedDocuments {
+    /// The sequence number the next document would belong to; `None` when
+    /// nothing is collected.
+    fn next_sequence_number(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.first + self.count)
+    }
+}
+
+/// The greatest sequence number of an event of `handled` appends matching
+/// `query`.
+fn newest_match_of(handled: &[Handled], query: &EventQuery) -> Option<u64> {
+    handled.iter().rev().find_map(|request| match request {
+        Handled::Append {
+            outcome: Ok((_, records)),
+            ..
+        } => records
+            .iter()
+            .rev()
+            .find(|record| query.matches_record(record))
+            .map(|record| record.sequence_number),
+        _ => None,
+    })
+}
+
 /// A request handled inside the group's transaction, waiting for `COMMIT`.
 enum Handled {
     Append {
@@ -573,16 +618,28 @@ impl GroupCommit<'_> {
 
         let savepoints = writes > 1 || !cursors.is_empty();
         let mut handled = Vec::with_capacity(requests.len());
+        let mut unindexed = UnindexedDocuments::default();
         for request in requests {
             match request {
                 WriteRequest::Append {
-                    batch,
+                    mut batch,
                     condition,
                     reply,
                 } => {
+                    let (documents, has_terms) = batch.take_index_documents();
                     let outcome = self.in_savepoint(savepoints, |writer| {
-                        writer.write_append(&mut head, batch, condition)
+                        writer.write_append(&mut head, batch, condition, &handled)
                     });
+                    if let Ok((result, _)) = &outcome
+                        && let Err(error) =
+                            self.add_unindexed(&mut unindexed, result, &documents, has_terms)
+                    {
+                        handled.push(Handled::Append { reply, outcome });
+                        self.rollback();
+                        self.pending_cursors.restore(cursors);
+                        fail_all_handled(handled, &error);
+                        return;
+                    }
                     handled.push(Handled::Append { reply, outcome });
                 }
                 WriteRequest::OpenDurableStream {
@@ -619,11 +676,12 @@ impl GroupCommit<'_> {
             self.answer(handled);
             return;
         }
-        let committed = self
-            .connection
-            .prepare_cached("COMMIT")
-            .and_then(|mut statement| statement.execute([]))
-            .or_failed("committing appended events");
+        let committed = self.insert_unindexed(&unindexed).and_then(|()| {
+            self.connection
+                .prepare_cached("COMMIT")
+                .and_then(|mut statement| statement.execute([]))
+                .or_failed("committing appended events")
+        });
         if let Err(error) = committed {
             self.rollback();
             self.pending_cursors.restore(cursors);
@@ -684,15 +742,21 @@ impl GroupCommit<'_> {
         outcome
     }
 
-    /// Checks the condition, if any, and writes the batch.
+    /// Checks the condition, if any, and writes the batch's events (its
+    /// payload index documents are written by the caller). `earlier` are
+    /// the requests of the group handled before: their events are written,
+    /// but not yet in the payload index.
     fn write_append(
         &self,
         head: &mut Head,
         batch: PreparedBatch,
         condition: Option<Condition>,
+        earlier: &[Handled],
     ) -> Result<(AppendResult, Vec<EventRecord>), EventStoreError> {
         if let Some(condition) = condition {
-            let actual = sql::context_version(self.connection, &condition.context_query)?;
+            let query = &condition.context_query;
+            let actual =
+                sql::context_version(self.connection, query)?.max(newest_match_of(earlier, query));
             if actual != condition.expected_context_version {
                 return Err(EventStoreError::ConditionalAppendConflict {
                     expected: condition.expected_context_version,
@@ -711,8 +775,6 @@ impl GroupCommit<'_> {
         let occurred_at = commit_timestamp(head.last_commit_time);
         self.insert_events(first, last, occurred_at.timestamp_micros(), &batch)
             .or_failed("writing events")?;
-        self.insert_index_documents(first, &batch)
-            .or_failed("writing the payload index")?;
         head.last_sequence_number = last;
         head.last_commit_time = Some(occurred_at);
 
@@ -763,16 +825,54 @@ impl GroupCommit<'_> {
         Ok(())
     }
 
-    /// Writes the batch's payload index documents in one statement: FTS5
-    /// writes the documents it holds as a new segment whenever a statement
-    /// inside the transaction starts, so one statement gives one segment.
-    fn insert_index_documents(&self, first: u64, batch: &PreparedBatch) -> rusqlite::Result<()> {
-        let Some(documents) = &batch.index_documents else {
+    /// Adds the payload index `documents` of the batch `appended` to those
+    /// written at the end of the group. The appends of a group take
+    /// consecutive sequence numbers, so they are normally all written in
+    /// one statement; a gap (which the group's bookkeeping rules out)
+    /// writes what is collected first.
+    fn add_unindexed(
+        &self,
+        unindexed: &mut UnindexedDocuments,
+        appended: &AppendResult,
+        documents: &str,
+        has_terms: bool,
+    ) -> Result<(), EventStoreError> {
+        let first = appended.first_sequence_number;
+        if unindexed.next_sequence_number() != Some(first) {
+            self.insert_unindexed(unindexed)?;
+            *unindexed = UnindexedDocuments {
+                first,
+                documents: String::from("["),
+                count: 0,
+                has_terms: false,
+            };
+        }
+        if unindexed.count > 0 {
+            unindexed.documents.push(',');
+        }
+        unindexed.documents.push_str(documents);
+        unindexed.count += appended.committed_count;
+        unindexed.has_terms |= has_terms;
+        Ok(())
+    }
+
+    /// Writes the collected payload index documents in one statement. FTS5
+    /// writes the documents it holds as a new segment whenever a later
+    /// statement or savepoint of the transaction starts, so writing them
+    /// once, after the group's savepoints, gives one segment per group.
+    fn insert_unindexed(&self, unindexed: &UnindexedDocuments) -> Result<(), EventStoreError> {
+        if !unindexed.has_terms {
             return Ok(());
-        };
+        }
+        let mut documents = String::with_capacity(unindexed.documents.len() + 1);
+        documents.push_str(&unindexed.documents);
+        documents.push(']');
         self.connection
-            .prepare_cached(INSERT_INDEX_DOCUMENTS)?
-            .execute(params![sql::to_sql_integer(first), documents])?;
+            .prepare_cached(INSERT_INDEX_DOCUMENTS)
+            .and_then(|mut statement| {
+                statement.execute(params![sql::to_sql_integer(unindexed.first), documents])
+            })
+            .or_failed("writing the payload index")?;
         Ok(())
     }
 
@@ -920,4 +1020,110 @@ fn chunk_for(chunks: &[(usize, String)], left: usize) -> (usize, &str) {
         .iter()
         .find(|(rows, _)| *rows <= left)
         .map_or((1, ""), |(rows, sql)| (*rows, sql.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::mpsc::Receiver;
+
+    use factstr::EventFilter;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{SqliteStoreOptions, schema};
+
+    fn append_request(
+        payloads: &[Value],
+        condition: Option<(&EventQuery, Option<u64>)>,
+    ) -> (
+        WriteRequest,
+        Receiver<Result<AppendResult, EventStoreError>>,
+    ) {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let events = payloads
+            .iter()
+            .map(|payload| NewEvent::new("noted", payload.clone()))
+            .collect();
+        let request = WriteRequest::Append {
+            batch: PreparedBatch::new(events).unwrap(),
+            condition: condition.map(|(context_query, expected_context_version)| Condition {
+                context_query: context_query.clone(),
+                expected_context_version,
+            }),
+            reply,
+        };
+        (request, answer)
+    }
+
+    #[test]
+    fn conditions_in_a_group_see_the_earlier_appends_before_they_are_indexed() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("events.db");
+        let options = SqliteStoreOptions::default();
+        let connection = schema::open_writer_connection(&path, &options).unwrap();
+        let insert_sql = InsertSql::new();
+        let dispatcher = StreamDispatcher::new(0);
+        let pending_cursors = PendingCursors::default();
+        let group = GroupCommit {
+            connection: &connection,
+            insert_sql: &insert_sql,
+            dispatcher: &dispatcher,
+            pending_cursors: &pending_cursors,
+        };
+        // Only the payload index can narrow this context.
+        let context = EventQuery::all()
+            .with_filters([EventFilter::default().with_payload_predicates([json!({"k": "x"})])]);
+        let x = json!({"k": "x"});
+        let (requests, answers): (Vec<_>, Vec<_>) = [
+            append_request(&[x.clone(), json!({"k": "y"})], None),
+            append_request(std::slice::from_ref(&x), Some((&context, None))),
+            append_request(std::slice::from_ref(&x), Some((&context, Some(1)))),
+            append_request(&[json!({})], None),
+            append_request(std::slice::from_ref(&x), Some((&context, Some(3)))),
+            append_request(&[x], Some((&context, Some(5)))),
+        ]
+        .into_iter()
+        .unzip();
+        group.run(requests);
+        let outcomes: Vec<_> = answers
+            .into_iter()
+            .map(|answer| {
+                answer
+                    .recv()
+                    .unwrap()
+                    .map(|result| result.first_sequence_number)
+            })
+            .collect();
+        assert!(matches!(outcomes[0], Ok(1)));
+        assert!(matches!(
+            outcomes[1],
+            Err(EventStoreError::ConditionalAppendConflict {
+                expected: None,
+                actual: Some(1)
+            })
+        ));
+        assert!(matches!(outcomes[2], Ok(3)));
+        assert!(matches!(outcomes[3], Ok(4)));
+        assert!(matches!(outcomes[4], Ok(5)));
+        assert!(matches!(outcomes[5], Ok(6)));
+
+        // After the commit, the index holds the documents of the whole group.
+        let reader = schema::open_reader_connection(&path, &options).unwrap();
+        let result = sql::query(&reader, &context).unwrap();
+        let found: Vec<u64> = result
+            .event_records
+            .iter()
+            .map(|record| record.sequence_number)
+            .collect();
+        assert_eq!(found, vec![1, 3, 5, 6]);
+        assert_eq!(result.current_context_version, Some(6));
+        let other = EventQuery::all()
+            .with_filters([EventFilter::default().with_payload_predicates([json!({"k": "y"})])]);
+        assert_eq!(
+            sql::query(&reader, &other).unwrap().current_context_version,
+            Some(2)
+        );
+    }
 }
