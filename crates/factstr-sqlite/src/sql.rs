@@ -801,7 +801,7 @@ pub(crate) fn to_timestamp(micros: i64) -> Result<DateTime<Utc>, EventStoreError
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use factstr::{EventFilter, EventStore, NewEvent};
+    use factstr::{EventFilter, EventStore, EventStoreError, NewEvent};
     use serde_json::json;
 
     use super::*;
@@ -1038,5 +1038,262 @@ mod tests {
             ),
             Plan::Scan
         ));
+    }
+
+    /// A small deterministic generator (xorshift), so the case is the same
+    /// on every run.
+    struct Generator(u64);
+
+    impl Generator {
+        fn below(&mut self, bound: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % bound as u64) as usize
+        }
+
+        fn scalar(&mut self) -> Value {
+            let scalars = [
+                json!(1),
+                json!(1.0),
+                json!(2),
+                json!(-0.0),
+                json!(0.0),
+                json!("a"),
+                json!("b"),
+                json!("1"),
+                json!(null),
+                json!(true),
+                json!(false),
+            ];
+            scalars[self.below(scalars.len())].clone()
+        }
+
+        fn value(&mut self, depth: usize) -> Value {
+            match if depth == 0 { 0 } else { self.below(4) } {
+                0 | 1 => self.scalar(),
+                2 => Value::Array((0..self.below(4)).map(|_| self.value(depth - 1)).collect()),
+                _ => Value::Object(
+                    (0..self.below(4))
+                        .map(|_| {
+                            let key = ["a", "b", "c"][self.below(3)].to_owned();
+                            (key, self.value(depth - 1))
+                        })
+                        .collect(),
+                ),
+            }
+        }
+
+        /// A part of `value` that `value` matches: some keys and elements
+        /// dropped, at any depth.
+        fn part_of(&mut self, value: &Value) -> Value {
+            match value {
+                Value::Array(items) => {
+                    let mut part = Vec::new();
+                    for item in items {
+                        if self.below(3) > 0 {
+                            part.push(self.part_of(item));
+                        }
+                    }
+                    Value::Array(part)
+                }
+                Value::Object(entries) => {
+                    let mut part = serde_json::Map::new();
+                    for (key, item) in entries {
+                        if self.below(3) > 0 {
+                            part.insert(key.clone(), self.part_of(item));
+                        }
+                    }
+                    Value::Object(part)
+                }
+                scalar => scalar.clone(),
+            }
+        }
+    }
+
+    #[test]
+    fn index_candidates_hold_every_match_of_generated_predicates() {
+        let mut generator = Generator(0x2545_f491_4f6c_dd1d);
+        let types = ["x", "y", "z"];
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("events.db");
+        {
+            // Several commits, so the index holds several segments.
+            let store = SqliteStore::open(&path).unwrap();
+            for _ in 0..40 {
+                let batch = (0..1 + generator.below(12))
+                    .map(|_| NewEvent::new(types[generator.below(3)], generator.value(3)))
+                    .collect();
+                store.append(batch).unwrap();
+            }
+        }
+        let connection =
+            schema::open_reader_connection(&path, &SqliteStoreOptions::default()).unwrap();
+        let events = query(&connection, &EventQuery::all())
+            .unwrap()
+            .event_records;
+
+        let mut matched = 0;
+        for round in 0..400 {
+            let predicate = if round % 2 == 0 {
+                let payload = &events[generator.below(events.len())].payload;
+                generator.part_of(payload)
+            } else {
+                generator.value(2)
+            };
+            let mut filter = EventFilter::default().with_payload_predicates([predicate]);
+            if round % 3 > 0 {
+                filter.event_types =
+                    Some(types[..round % 3].iter().map(|t| (*t).to_owned()).collect());
+            }
+            let event_query = EventQuery::all().with_filters([filter]);
+            let expected: Vec<u64> = events
+                .iter()
+                .filter(|record| event_query.matches_record(record))
+                .map(|record| record.sequence_number)
+                .collect();
+            matched += expected.len();
+
+            if let Plan::Indexed(sources) = plan(&connection, &event_query).unwrap() {
+                let candidates = union_of_candidates(&connection, &sources, 0, u64::MAX).unwrap();
+                assert!(
+                    expected.iter().all(|match_| candidates.contains(match_)),
+                    "{event_query:?}: candidates {candidates:?} miss some of {expected:?}"
+                );
+            }
+            let result = query(&connection, &event_query).unwrap();
+            let found: Vec<u64> = result
+                .event_records
+                .iter()
+                .map(|record| record.sequence_number)
+                .collect();
+            assert_eq!(found, expected, "{event_query:?}");
+            assert_eq!(
+                result.current_context_version,
+                expected.last().copied(),
+                "{event_query:?}"
+            );
+            assert_eq!(
+                context_version(&connection, &event_query).unwrap(),
+                expected.last().copied(),
+                "{event_query:?}"
+            );
+        }
+        // The generated predicates do match something.
+        assert!(matched > 400, "{matched}");
+    }
+
+    /// Two payload values whose terms `"k"="…"` have the same 64-bit FNV-1a
+    /// hash, so their events share one token in the payload index. (Found
+    /// with a parallel collision search over `x -> hash of "k"="<hex of x>"`.)
+    const COLLIDING: [&str; 2] = ["70720832b8a6eb74", "3a161806fb301088"];
+
+    #[test]
+    fn colliding_terms_widen_candidates_and_the_matcher_decides() {
+        let [first, second] = COLLIDING;
+        let term = |value: &str| payload_terms(&json!({ "k": value })).remove(0);
+        assert_ne!(term(first), term(second));
+        assert_eq!(index::token(&term(first)), index::token(&term(second)));
+
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("events.db");
+        let store = SqliteStore::open(&path).unwrap();
+        // Enough other events of both types that the filters below with
+        // types read the payload index too.
+        store
+            .append(
+                (0..300)
+                    .map(|n| NewEvent::new(["a", "b"][n % 2], json!({ "n": n })))
+                    .collect(),
+            )
+            .unwrap();
+        store
+            .append(vec![
+                NewEvent::new("a", json!({ "k": first })),
+                NewEvent::new("a", json!({ "k": second })),
+            ])
+            .unwrap();
+        store
+            .append(vec![NewEvent::new("b", json!({ "k": first, "n": 1 }))])
+            .unwrap();
+        store
+            .append(vec![NewEvent::new("b", json!({ "k": second }))])
+            .unwrap();
+        let context = |value: &str, types: Option<&[&str]>| {
+            let mut filter =
+                EventFilter::default().with_payload_predicates([json!({ "k": value })]);
+            filter.event_types = types.map(|types| types.iter().map(|t| (*t).to_owned()).collect());
+            EventQuery::all().with_filters([filter])
+        };
+        let found = |query: &EventQuery| {
+            let result = store.query(query).unwrap();
+            let sequence_numbers: Vec<u64> = result
+                .event_records
+                .iter()
+                .map(|record| record.sequence_number)
+                .collect();
+            (sequence_numbers, result.current_context_version)
+        };
+
+        // The index returns the events of both values as candidates ...
+        let connection =
+            schema::open_reader_connection(&path, &SqliteStoreOptions::default()).unwrap();
+        for (types, expected) in [
+            (None, vec![301, 302, 303, 304]),
+            (Some(&["a"][..]), vec![301, 302]),
+            (Some(&["b", "a"][..]), vec![301, 302, 303, 304]),
+        ] {
+            let Plan::Indexed(sources) = plan(&connection, &context(first, types)).unwrap() else {
+                panic!("a predicate with a term reads the payload index");
+            };
+            assert!(
+                matches!(
+                    sources[..],
+                    [Source {
+                        kind: SourceKind::Tokens { .. },
+                        ..
+                    }]
+                ),
+                "{sources:?}"
+            );
+            assert_eq!(
+                union_of_candidates(&connection, &sources, 0, u64::MAX).unwrap(),
+                expected
+            );
+        }
+        // ... and the matcher keeps the events of the value asked for.
+        assert_eq!(found(&context(first, None)), (vec![301, 303], Some(303)));
+        assert_eq!(found(&context(second, None)), (vec![302, 304], Some(304)));
+        assert_eq!(found(&context(first, Some(&["a"]))), (vec![301], Some(301)));
+        assert_eq!(
+            found(&context(second, Some(&["b"]))),
+            (vec![304], Some(304))
+        );
+        assert_eq!(
+            found(&context(first, None).with_min_sequence_number(303)),
+            (vec![], Some(303))
+        );
+
+        // Conditional appends decide on the matcher's context version too.
+        assert!(matches!(
+            store.append_if(
+                vec![NewEvent::new("a", json!({ "k": first }))],
+                &context(first, None),
+                Some(304)
+            ),
+            Err(EventStoreError::ConditionalAppendConflict {
+                expected: Some(304),
+                actual: Some(303)
+            })
+        ));
+        let appended = store
+            .append_if(
+                vec![NewEvent::new("a", json!({ "k": first }))],
+                &context(first, None),
+                Some(303),
+            )
+            .unwrap();
+        assert_eq!(appended.first_sequence_number, 305);
+        assert_eq!(found(&context(second, None)), (vec![302, 304], Some(304)));
     }
 }
