@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use factstr::EventStoreError;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::error::SqliteResultExt;
@@ -107,6 +108,7 @@ pub(crate) fn open_writer_connection(
              PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
         ))
         .or_failed("configuring the writer connection")?;
+    keep_plans_on_rebinding(&connection)?;
     Ok(connection)
 }
 
@@ -130,8 +132,21 @@ pub(crate) fn open_reader_connection(
              PRAGMA temp_store = MEMORY;",
         )
         .or_failed("configuring a read connection")?;
+    keep_plans_on_rebinding(&connection)?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
+}
+
+/// Makes cached statements keep their plan when new values are bound.
+/// Otherwise SQLite compiles a statement again whenever a value it could
+/// plan with changes (a `LIMIT ?`, for one), which made every candidate
+/// read pay a new compilation; the store's reads do not depend on such
+/// values (they name their index where it matters).
+fn keep_plans_on_rebinding(connection: &Connection) -> Result<(), EventStoreError> {
+    connection
+        .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .or_failed("configuring query planning")?;
+    Ok(())
 }
 
 /// What an opened file holds.

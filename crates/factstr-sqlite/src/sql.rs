@@ -391,11 +391,19 @@ fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, EventStoreE
         // Every term of a matching predicate is a term of the payload, so
         // the events holding the token of any one term of each predicate
         // hold every match; the rarest term gives the fewest candidates.
-        let count_all = types.is_some();
+        // Counted up to the cap, the tokens can only hold fewer events than
+        // the filter's types when those hold fewer than the cap per
+        // predicate; only then are predicates of one term counted too.
+        let type_candidates = match &types {
+            Some(types) => Some(type_postings(connection, types)?),
+            None => None,
+        };
+        let count_single = type_candidates
+            .is_some_and(|count| count < POSTINGS_COUNT_CAP.saturating_mul(term_sets.len() as i64));
         let mut tokens: Vec<String> = Vec::with_capacity(term_sets.len());
         let mut token_candidates = 0;
         for terms in &term_sets {
-            let Some((token, candidates)) = rarest_token(connection, terms, count_all)? else {
+            let Some((token, candidates)) = rarest_token(connection, terms, count_single)? else {
                 // A term no event holds: this predicate matches nothing.
                 continue;
             };
@@ -408,8 +416,8 @@ fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, EventStoreE
             // No predicate can match (or `Some([])`).
             continue;
         }
-        if let Some(types) = &types
-            && type_postings(connection, types)? < token_candidates
+        if let (Some(types), Some(type_candidates)) = (&types, type_candidates)
+            && type_candidates < token_candidates
         {
             // The filter's types hold fewer events than its tokens.
             for event_type in types {
