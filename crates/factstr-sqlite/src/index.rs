@@ -12,10 +12,10 @@
 //! one of a predicate's terms include every match. Two terms with the same
 //! hash only add candidates; the shared matcher decides each one.
 //!
-//! FTS5 writes the documents of each statement as one new segment of sorted
-//! postings and merges segments incrementally in the background of later
-//! writes (an LSM tree), so an append writes a few pages at the end of the
-//! index instead of one posting per term at scattered places.
+//! FTS5 writes the documents a statement inserts as one new segment of
+//! sorted postings and merges segments in steps during later writes (an LSM
+//! tree), so an append writes a few new pages instead of one posting per
+//! term at scattered places of a B-tree.
 
 /// The FNV-1a 64-bit offset basis.
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -28,14 +28,14 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 const TOKEN_BYTES: usize = 17;
 
 /// The 64-bit FNV-1a hash of `bytes`.
-pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
+fn fnv1a_64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(FNV_OFFSET_BASIS, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
     })
 }
 
 /// Appends the index token of `term` to `target`.
-pub(crate) fn push_token(target: &mut String, term: &str) {
+fn push_token(target: &mut String, term: &str) {
     let hash = fnv1a_64(term.as_bytes());
     target.push('h');
     for shift in (0..16).rev() {

@@ -388,6 +388,10 @@ fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, EventStoreE
             }
             continue;
         }
+        if term_sets.is_empty() {
+            // `Some([])`: the filter matches nothing.
+            continue;
+        }
         // Every term of a matching predicate is a term of the payload, so
         // the events holding the token of any one term of each predicate
         // hold every match; the rarest term gives the fewest candidates.
@@ -413,7 +417,7 @@ fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, EventStoreE
             }
         }
         if tokens.is_empty() {
-            // No predicate can match (or `Some([])`).
+            // No predicate can match.
             continue;
         }
         if let (Some(types), Some(type_candidates)) = (&types, type_candidates)
