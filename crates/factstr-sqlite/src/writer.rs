@@ -31,7 +31,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use factstr::backend::payload_terms::payload_terms;
 use factstr::backend::validation::MAX_SEQUENCE_NUMBER;
-use factstr::backend::{StreamDispatcher, commit_timestamp};
+use factstr::backend::{StreamDispatcher, commit_timestamp, committed_batch};
 use factstr::{AppendResult, EventQuery, EventRecord, EventStoreError, NewEvent};
 use rusqlite::{Connection, params};
 use serde_json::Value;
@@ -778,22 +778,12 @@ impl GroupCommit<'_> {
         head.last_sequence_number = last;
         head.last_commit_time = Some(occurred_at);
 
-        let records = batch
+        let events = batch
             .events
             .into_iter()
-            .zip(first..)
-            .map(|(event, sequence_number)| EventRecord {
-                sequence_number,
-                occurred_at,
-                event_type: event.event_type,
-                payload: event.payload,
-            })
+            .map(|event| NewEvent::new(event.event_type, event.payload))
             .collect();
-        let result = AppendResult {
-            first_sequence_number: first,
-            last_sequence_number: last,
-            committed_count: count,
-        };
+        let (result, records) = committed_batch(events, first, occurred_at);
         Ok((result, records))
     }
 
