@@ -49,3 +49,51 @@ pub(crate) fn measure(directory: &Path, duration: Duration) -> Result<Measuremen
     )
     .with_latencies(&latencies))
 }
+
+/// Bare SQLite, the way `SqliteStore` configures it (WAL,
+/// `synchronous=FULL`, the bundled SQLite): one transaction per inserted row
+/// of a table without indexes, in a loop for `duration`, in `directory`. The
+/// fastest durable commit SQLite itself makes on this disk; a FACTSTR single
+/// append adds its indexes, locks and delivery on top.
+pub(crate) fn measure_bare_sqlite(
+    directory: &Path,
+    duration: Duration,
+) -> Result<Measurement, String> {
+    let path = directory.join("bare-sqlite-probe.db");
+    let failed = |error: rusqlite::Error| format!("bare SQLite probe failed: {error}");
+    let connection = rusqlite::Connection::open(&path).map_err(failed)?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+             CREATE TABLE probe (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+        )
+        .map_err(failed)?;
+    let body = "x".repeat(80);
+    let mut latencies = Latencies::default();
+    let started = Instant::now();
+    let mut commits = 0_u64;
+    while started.elapsed() < duration || commits < 20 {
+        let one = Instant::now();
+        connection
+            .execute_batch("BEGIN IMMEDIATE")
+            .and_then(|()| connection.execute("INSERT INTO probe (body) VALUES (?1)", [&body]))
+            .and_then(|_| connection.execute_batch("COMMIT"))
+            .map_err(failed)?;
+        latencies.record(one.elapsed());
+        commits += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(connection);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(Measurement::new(
+        "disk",
+        "sqlite",
+        "bare SQLite: 1 row per commit, WAL, FULL",
+        commits,
+        commits,
+        seconds,
+    )
+    .with_latencies(&latencies))
+}

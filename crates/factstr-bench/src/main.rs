@@ -105,6 +105,13 @@ fn run(options: Options) -> Result<(), String> {
         scratch.path().display()
     );
     measurements.push(fsync::measure(scratch.path(), settings.run_time())?);
+    if options.stores.contains(&stores::StoreKind::Sqlite) {
+        eprintln!("[disk] measuring bare SQLite commits");
+        measurements.push(fsync::measure_bare_sqlite(
+            scratch.path(),
+            settings.run_time(),
+        )?);
+    }
 
     for kind in &options.stores {
         eprintln!("[{kind}] opening");

@@ -30,4 +30,7 @@ pub mod docs {
 
     #[doc = include_str!("../../../docs/reference.md")]
     pub mod reference {}
+
+    #[doc = include_str!("../../../docs/performance.md")]
+    pub mod performance {}
 }
