@@ -1,8 +1,9 @@
 //! The workloads, each run on a fresh store and reported as one row.
 //!
 //! - `append`: batches of 1, 10, 100 and 1,000 events from 1 and 16 threads.
-//! - `append_if`: read a small context, decide, append if unchanged; alone,
-//!   and 16 writers whose contexts overlap 0 %, 10 % or 100 %.
+//! - `append_if`: read a small context, decide, append if unchanged; alone;
+//!   1, 8 and 16 writers on disjoint contexts; 16 writers whose contexts
+//!   overlap 10 % or 100 %.
 //! - `query`: 10 matching events found by type and by payload predicate in
 //!   logs of 10,000 / 100,000 / 1,000,000 events, and `append_if` on that
 //!   payload context.
@@ -80,8 +81,15 @@ pub(crate) fn run_all(
         }
     }
     rows.push(append_if_alone(factory, settings)?);
-    for overlap_percent in [0, 10, 100] {
-        rows.push(append_if_contended(factory, settings, overlap_percent)?);
+    // 1 and 8 writers on disjoint contexts measure how the store scales with
+    // writers; 16 writers with 0, 10 and 100 % overlap measure contention.
+    for (writers, overlap_percent) in [(1, 0), (8, 0), (16, 0), (16, 10), (16, 100)] {
+        rows.push(append_if_contended(
+            factory,
+            settings,
+            writers,
+            overlap_percent,
+        )?);
     }
     for &size in settings.log_sizes() {
         rows.extend(query_on_log(factory, settings, size)?);
@@ -259,15 +267,17 @@ fn append_if_alone(factory: &StoreFactory, settings: &Settings) -> Result<Measur
 fn append_if_contended(
     factory: &StoreFactory,
     settings: &Settings,
+    writers: usize,
     overlap_percent: u64,
 ) -> Result<Measurement, String> {
-    let variant = format!("16 writers, {overlap_percent}% overlap");
+    let noun = if writers == 1 { "writer" } else { "writers" };
+    let variant = format!("{writers} {noun}, {overlap_percent}% overlap");
     progress(factory, "append_if", &variant);
     let store = factory.fresh(Durability::Full)?;
     let deadline = Instant::now() + settings.run_time();
     let conflicts = AtomicU64::new(0);
     let (attempts, committed, seconds, latencies) =
-        on_threads(16, deadline, settings.event_cap(), |thread, round| {
+        on_threads(writers, deadline, settings.event_cap(), |thread, round| {
             // A deterministic spread: `overlap_percent` of the decisions use the
             // shared counter, the others one of this writer's own 100 counters.
             let shared = (round * 37 + thread as u64 * 11) % 100 < overlap_percent;
