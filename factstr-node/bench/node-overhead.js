@@ -7,7 +7,8 @@
 //    with the same events the Rust benchmark appends (compare with its
 //    `append batch=100 threads=1` row from the same machine);
 // 2. event-loop responsiveness: how late a 1 ms interval timer fires while
-//    10,000 `appendAsync` calls run (100 concurrent callers).
+//    10,000 `appendAsync` calls run (100 concurrent callers; `--callers N`
+//    for another number).
 //
 // Prints a table; figures are reported, never asserted.
 
@@ -21,6 +22,12 @@ const { FactstrMemoryStore, FactstrSqliteStore } = require('..')
 const quick = process.argv.includes('--quick')
 const runMs = quick ? 250 : 2000
 const asyncAppends = quick ? 2_000 : 10_000
+const callersAt = process.argv.indexOf('--callers')
+const callerCount = callersAt > 0 ? Number(process.argv[callersAt + 1]) : 100
+if (!Number.isInteger(callerCount) || callerCount < 1 || asyncAppends % callerCount !== 0) {
+  console.error(`--callers takes a whole number that divides ${asyncAppends}`)
+  process.exit(2)
+}
 
 function deposits(thread, round, size) {
   const batch = new Array(size)
@@ -59,9 +66,9 @@ async function timerLateness(store) {
     expected = now + 1
   }, 1)
   const started = performance.now()
-  // 100 concurrent callers, each awaiting its appends one after another.
-  const callers = Array.from({ length: 100 }, async (_, caller) => {
-    for (let n = 0; n < asyncAppends / 100; n++) {
+  // Concurrent callers, each awaiting its appends one after another.
+  const callers = Array.from({ length: callerCount }, async (_, caller) => {
+    for (let n = 0; n < asyncAppends / callerCount; n++) {
       await store.appendAsync([{ event_type: 'pinged', payload: { caller, n } }])
     }
   })
@@ -90,7 +97,7 @@ async function main() {
       const timer = await timerLateness(store)
       store.close()
       rows.push(
-        `${name.padEnd(8)} ${asyncAppends} appendAsync in ${timer.seconds.toFixed(2)} s: 1 ms timer fired ${timer.ticks} times, ` +
+        `${name.padEnd(8)} ${asyncAppends} appendAsync (${callerCount} callers) in ${timer.seconds.toFixed(2)} s: 1 ms timer fired ${timer.ticks} times, ` +
           `lateness p50 ${timer.p50.toFixed(2)} ms, p99 ${timer.p99.toFixed(2)} ms, max ${timer.max.toFixed(2)} ms`,
       )
     }
