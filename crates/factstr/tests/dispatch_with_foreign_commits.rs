@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use factstr::backend::{
@@ -131,7 +131,14 @@ fn batches_committed_by_another_process_are_read_from_the_log_not_skipped() {
     let expected = vec![vec![1, 2], vec![3], vec![4, 5, 6], vec![7], vec![8]];
     assert_eq!(receive(&live_batches, 5), expected);
     assert_eq!(receive(&durable_batches, 5), expected);
-    assert_eq!(file.cursors.lock().unwrap()["projection"].cursor, 8);
+    // The cursor moves only after the handler returned, so it may trail the
+    // last delivery for a moment; it must reach 8 and never pass it.
+    let cursor = || file.cursors.lock().unwrap()["projection"].cursor;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cursor() < 8 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(cursor(), 8);
 }
 
 #[test]
