@@ -781,10 +781,8 @@ impl GroupCommit<'_> {
         let events = batch
             .events
             .into_iter()
-            .map(|event| NewEvent::new(event.event_type, event.payload))
-            .collect();
-        let (result, records) = committed_batch(events, first, occurred_at);
-        Ok((result, records))
+            .map(|event| NewEvent::new(event.event_type, event.payload));
+        Ok(committed_batch(events, first, occurred_at))
     }
 
     fn insert_events(

@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use factstr::backend::{
     BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
 };
 use factstr::{DurableStream, EventQuery, EventRecord, EventStoreError, HandleStream};
+use factstr_conformance::support::eventually;
 use serde_json::json;
 
 #[derive(Default)]
@@ -134,10 +135,7 @@ fn batches_committed_by_another_process_are_read_from_the_log_not_skipped() {
     // The cursor moves only after the handler returned, so it may trail the
     // last delivery for a moment; it must reach 8 and never pass it.
     let cursor = || file.cursors.lock().unwrap()["projection"].cursor;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cursor() < 8 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    eventually("the durable cursor reaching 8", || cursor() >= 8);
     assert_eq!(cursor(), 8);
 }
 

@@ -5,6 +5,8 @@ use crate::{AppendResult, EventRecord, NewEvent};
 /// The records and the result of a batch committed at `occurred_at` with
 /// its first event at `first_sequence_number`: consecutive sequence
 /// numbers, one commit time for all events, `committed_count` = the batch size.
+/// `new_events` is any sized sequence of events, so a store can pass its own
+/// prepared events through a `map` without collecting them first.
 ///
 /// ```
 /// use chrono::Utc;
@@ -23,13 +25,13 @@ use crate::{AppendResult, EventRecord, NewEvent};
 /// assert!(records.iter().all(|record| record.occurred_at == now));
 /// ```
 pub fn committed_batch(
-    new_events: Vec<NewEvent>,
+    new_events: impl IntoIterator<Item = NewEvent, IntoIter: ExactSizeIterator>,
     first_sequence_number: u64,
     occurred_at: DateTime<Utc>,
 ) -> (AppendResult, Vec<EventRecord>) {
+    let new_events = new_events.into_iter();
     let committed_count = new_events.len() as u64;
-    let records = new_events
-        .into_iter()
+    let records: Vec<EventRecord> = new_events
         .zip(first_sequence_number..)
         .map(|(event, sequence_number)| EventRecord {
             sequence_number,
