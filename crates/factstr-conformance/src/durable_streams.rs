@@ -270,7 +270,7 @@ pub fn registering_a_name_with_a_different_query_is_a_backend_failure<S: EventSt
     ));
     assert!(message.contains("shaped"), "{message}");
     expect_backend_failure(store.stream_all_durable(&durable, deliveries.handler()));
-    store
+    let _same_query = store
         .stream_to_durable(&durable, &only_a, deliveries.handler())
         .unwrap();
 }
@@ -339,7 +339,7 @@ pub fn name_is_free_again_after_unsubscribe<S: EventStore>(new_store: &dyn Fn() 
         .stream_all_durable(&durable, deliveries.handler())
         .unwrap();
     drop(stream);
-    store
+    let _third = store
         .stream_all_durable(&durable, deliveries.handler())
         .unwrap();
 }

@@ -30,6 +30,7 @@ pub mod live_streams;
 pub mod payload_predicates;
 pub mod query;
 pub mod runtime;
+pub mod stopping;
 pub mod support;
 
 /// Expands every conformance case as a `#[test]` running against the stores
@@ -154,6 +155,16 @@ macro_rules! conformance_tests {
                 methods_work_inside_a_stream_handler,
                 store_is_usable_as_a_shared_trait_object,
                 dropping_the_store_inside_a_runtime_with_active_streams_does_not_panic,
+            ],
+            stopping: [
+                batches_committed_before_unsubscribe_are_still_delivered,
+                an_unsubscribed_stream_reports_that_it_stopped,
+                dropping_the_store_first_delivers_committed_batches_to_live_streams,
+                dropping_the_store_waits_only_a_bounded_time_for_a_stuck_handler,
+                a_durable_stream_that_fails_live_reports_why_it_stopped,
+                a_durable_stream_whose_handler_panics_live_reports_the_panic,
+                a_live_stream_keeps_running_after_a_handler_error,
+                a_stop_callback_registered_after_the_stop_runs_at_once,
             ],
         }
     };

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-const AREAS: [&str; 9] = [
+const AREAS: [&str; 10] = [
     "append",
     "query",
     "filters",
@@ -15,6 +15,7 @@ const AREAS: [&str; 9] = [
     "durable_streams",
     "concurrency",
     "runtime",
+    "stopping",
 ];
 
 #[test]

@@ -176,6 +176,10 @@ impl SharedLog {
 }
 
 impl CommittedLog for SharedLog {
+    fn committed_head(&self) -> Result<u64, EventStoreError> {
+        Ok(self.read().last_sequence_number())
+    }
+
     fn read_committed_batches(
         &self,
         request: &BatchReadRequest<'_>,

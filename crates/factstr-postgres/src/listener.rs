@@ -4,24 +4,29 @@
 //! Two tasks. The notification task holds a connection that LISTENs on the
 //! schema's channel (each append transaction sends `pg_notify` with its last
 //! sequence number, delivered at commit) and reports notifications, lost
-//! connections and re-established listening. The publisher task is the only
-//! caller of `StreamDispatcher::publish`: it publishes the committed batches
-//! after the dispatcher's last published sequence number, one batch at a
-//! time and in order. It takes a batch this process committed from the
-//! writer directly when it is the next one, and reads everything else from
-//! the database: after a notification, after listening again (a notification
-//! may have been lost while the connection was down), and every
-//! [`SAFETY_NET_INTERVAL`].
+//! connections and re-established listening. The publisher task publishes
+//! the committed batches after the dispatcher's last published sequence
+//! number, read from the database, one batch at a time and in order: after
+//! a notification, after listening again (a notification may have been lost
+//! while the connection was down), and every [`SAFETY_NET_INTERVAL`]. This
+//! process's own batches are published by its writer right after their
+//! commit; the dispatcher ignores a batch published twice and sends streams
+//! through storage when batches arrive out of order.
+//!
+//! The news the tasks exchange is bounded whatever the commit rate: the
+//! greatest sequence number known to be committed and a count of
+//! re-established listenings, in one `watch` value, never a queue of
+//! batches.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use factstr::{EventRecord, EventStoreError};
+use factstr::EventStoreError;
+use factstr::backend::Backoff;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, watch};
 
 use crate::error::database_failure;
 use crate::log::PostgresLog;
@@ -30,21 +35,27 @@ use crate::log::PostgresLog;
 const SAFETY_NET_INTERVAL: Duration = Duration::from_secs(1);
 /// Events per read of committed batches.
 const READ_PAGE_EVENTS: usize = 4_096;
-/// Most events of this process's own commits kept waiting for publication;
-/// beyond it they are dropped and read from the database instead.
-const MAX_WAITING_EVENTS: usize = 65_536;
-const RETRY_DELAY_FIRST: Duration = Duration::from_millis(50);
-const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
 
-/// What the publisher learns about commits.
-#[derive(Debug)]
-pub(crate) enum CommitNews {
-    /// This process committed this batch.
-    Committed(Vec<EventRecord>),
-    /// Some process committed a batch ending at this sequence number.
-    Notified(u64),
-    /// Listening (again): commits may have been missed before.
-    Listening,
+/// What the publisher knows about commits it has not seen yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CommitNews {
+    /// The greatest sequence number some process is known to have committed.
+    pub(crate) known_committed: u64,
+    /// How often listening (re)started; each time, commits may have been
+    /// missed before.
+    pub(crate) listenings: u64,
+}
+
+/// Where commit news is sent.
+pub(crate) type NewsSender = watch::Sender<CommitNews>;
+
+/// Records that some process committed up to `last`.
+pub(crate) fn tell_committed(news: &NewsSender, last: u64) {
+    news.send_if_modified(|news| {
+        let newer = last > news.known_committed;
+        news.known_committed = news.known_committed.max(last);
+        newer
+    });
 }
 
 /// Reports notifications on `channel` to the publisher until it is gone.
@@ -53,28 +64,30 @@ pub(crate) enum CommitNews {
 pub(crate) async fn listen_for_commits(
     pool: PgPool,
     channel: String,
-    news: mpsc::UnboundedSender<CommitNews>,
+    news: NewsSender,
     connection_epoch: Arc<AtomicU64>,
     ready: oneshot::Sender<Result<(), EventStoreError>>,
 ) {
     let mut ready = Some(ready);
-    let mut delay = RETRY_DELAY_FIRST;
+    let mut backoff = Backoff::new();
     loop {
         match subscribe(&pool, &channel).await {
             Ok(mut listener) => {
-                delay = RETRY_DELAY_FIRST;
+                backoff.reset();
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Ok(()));
                 }
-                if news.send(CommitNews::Listening).is_err() {
+                news.send_modify(|news| news.listenings += 1);
+                if news.is_closed() {
                     return;
                 }
                 loop {
                     match listener.try_recv().await {
                         Ok(Some(notification)) => {
-                            if let Ok(last) = notification.payload().parse::<u64>()
-                                && news.send(CommitNews::Notified(last)).is_err()
-                            {
+                            if let Ok(last) = notification.payload().parse::<u64>() {
+                                tell_committed(&news, last);
+                            }
+                            if news.is_closed() {
                                 return;
                             }
                         }
@@ -98,15 +111,14 @@ pub(crate) async fn listen_for_commits(
                     let _ = ready.send(Err(error));
                     return;
                 }
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot listen for commits; retrying");
+                tracing::warn!(%error, "cannot listen for commits; retrying");
                 connection_epoch.fetch_add(1, Ordering::SeqCst);
             }
         }
         if news.is_closed() {
             return;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_DELAY_MAX);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -123,38 +135,31 @@ async fn subscribe(pool: &PgPool, channel: &str) -> Result<PgListener, EventStor
 
 /// Publishes committed batches to the dispatcher, in commit order, until the
 /// store closes.
-pub(crate) async fn publish_commits(
-    log: Arc<PostgresLog>,
-    mut news: mpsc::UnboundedReceiver<CommitNews>,
-) {
+pub(crate) async fn publish_commits(log: Arc<PostgresLog>, mut news: watch::Receiver<CommitNews>) {
     let mut publisher = Publisher {
         log,
-        own_batches: BTreeMap::new(),
-        own_events: 0,
         known_committed: 0,
+        listenings: 0,
         must_read: true,
     };
     let mut safety_net = tokio::time::interval(SAFETY_NET_INTERVAL);
     safety_net.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut delay = RETRY_DELAY_FIRST;
+    let mut backoff = Backoff::new();
     loop {
         tokio::select! {
-            received = news.recv() => match received {
-                Some(item) => publisher.learn(item),
-                None => return,
+            changed = news.changed() => if changed.is_err() {
+                return;
             },
             _ = safety_net.tick() => publisher.must_read = true,
         }
-        while let Ok(item) = news.try_recv() {
-            publisher.learn(item);
-        }
+        publisher.learn(*news.borrow_and_update());
         match publisher.publish_available().await {
-            Ok(()) => delay = RETRY_DELAY_FIRST,
+            Ok(()) => backoff.reset(),
             Err(error) => {
+                let delay = backoff.next_delay();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "reading new commits failed; retrying");
                 publisher.must_read = true;
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_DELAY_MAX);
             }
         }
     }
@@ -162,60 +167,32 @@ pub(crate) async fn publish_commits(
 
 struct Publisher {
     log: Arc<PostgresLog>,
-    /// Batches this process committed, by first sequence number.
-    own_batches: BTreeMap<u64, Vec<EventRecord>>,
-    own_events: usize,
     /// The greatest sequence number known to be committed.
     known_committed: u64,
+    /// Listenings seen so far.
+    listenings: u64,
     /// Read the database even without news of a commit.
     must_read: bool,
 }
 
 impl Publisher {
     fn learn(&mut self, news: CommitNews) {
-        match news {
-            CommitNews::Committed(batch) => {
-                let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-                    return;
-                };
-                let (first, last) = (first.sequence_number, last.sequence_number);
-                self.known_committed = self.known_committed.max(last);
-                if self.own_events + batch.len() > MAX_WAITING_EVENTS {
-                    self.own_batches.clear();
-                    self.own_events = 0;
-                    self.must_read = true;
-                    return;
-                }
-                self.own_events += batch.len();
-                self.own_batches.insert(first, batch);
-            }
-            CommitNews::Notified(last) => self.known_committed = self.known_committed.max(last),
-            CommitNews::Listening => self.must_read = true,
+        self.known_committed = self.known_committed.max(news.known_committed);
+        if news.listenings != self.listenings {
+            self.listenings = news.listenings;
+            self.must_read = true;
         }
     }
 
     async fn publish_available(&mut self) -> Result<(), EventStoreError> {
         let log = Arc::clone(&self.log);
-        let dispatcher = &log.dispatcher;
         loop {
-            let published = dispatcher.last_published();
-            self.forget_published(published);
-            log.published.send_if_modified(|last| {
-                let changed = *last != published;
-                *last = published;
-                changed
-            });
-            if let Some(batch) = self.own_batches.remove(&(published + 1)) {
-                self.own_events -= batch.len();
-                dispatcher.publish(batch);
-                continue;
-            }
-            let behind = self.known_committed > published || !self.own_batches.is_empty();
-            if !(self.must_read || behind) {
+            let published = log.last_published();
+            log.tell_published(published);
+            if !(self.must_read || self.known_committed > published) {
                 return Ok(());
             }
-            let page = self
-                .log
+            let page = log
                 .reader
                 .committed_batches(published, u64::MAX >> 1, None, READ_PAGE_EVENTS)
                 .await?;
@@ -223,19 +200,11 @@ impl Publisher {
             if page.batches.is_empty() {
                 // Everything committed is published.
                 self.known_committed = published;
-                self.own_batches.clear();
-                self.own_events = 0;
                 return Ok(());
             }
             for batch in page.batches {
-                dispatcher.publish(batch);
+                log.publish(batch);
             }
         }
-    }
-
-    fn forget_published(&mut self, published: u64) {
-        let newer = self.own_batches.split_off(&(published + 1));
-        let older = std::mem::replace(&mut self.own_batches, newer);
-        self.own_events -= older.values().map(Vec::len).sum::<usize>();
     }
 }

@@ -16,11 +16,11 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::durable::DurableStreams;
 use crate::error::{database_failure, is_connection_lost};
-use crate::listener::CommitNews;
+use crate::listener::{NewsSender, tell_committed};
 use crate::schema::SchemaNames;
 use crate::sql::Candidates;
 
@@ -37,8 +37,8 @@ pub(crate) struct PostgresLog {
     pub(crate) dispatcher: StreamDispatcher,
     pub(crate) durable: DurableStreams,
     /// Tells the publisher about commits.
-    pub(crate) news: mpsc::UnboundedSender<CommitNews>,
-    /// The last sequence number the publisher published.
+    pub(crate) news: NewsSender,
+    /// The last sequence number the publisher saw published.
     pub(crate) published: watch::Sender<u64>,
     pub(crate) connect_timeout: Duration,
 }
@@ -54,12 +54,13 @@ impl PostgresLog {
         let news = self.news.clone();
         let mut published = self.published.subscribe();
         let timeout = self.connect_timeout;
+        let already = self.dispatcher.last_published();
         run_on(&self.runtime, async move {
             let head = reader.head().await?;
-            if *published.borrow() >= head {
+            if already >= head || *published.borrow() >= head {
                 return Ok(());
             }
-            let _ = news.send(CommitNews::Notified(head));
+            tell_committed(&news, head);
             match tokio::time::timeout(timeout, published.wait_for(|&last| last >= head)).await {
                 Ok(Ok(_)) => Ok(()),
                 _ => Err(EventStoreError::backend(format!(
@@ -70,7 +71,34 @@ impl PostgresLog {
     }
 }
 
+impl PostgresLog {
+    /// Hands a committed batch to the streams (see
+    /// `StreamDispatcher::publish`).
+    pub(crate) fn publish(&self, batch: Vec<EventRecord>) {
+        self.dispatcher.publish(batch);
+    }
+
+    /// The last sequence number handed to the streams.
+    pub(crate) fn last_published(&self) -> u64 {
+        self.dispatcher.last_published()
+    }
+
+    /// Lets `publish_committed` know how far publication got.
+    pub(crate) fn tell_published(&self, published: u64) {
+        self.published.send_if_modified(|last| {
+            let changed = *last != published;
+            *last = published;
+            changed
+        });
+    }
+}
+
 impl CommittedLog for PostgresLog {
+    fn committed_head(&self) -> Result<u64, EventStoreError> {
+        let reader = self.reader.clone();
+        run_on(&self.runtime, async move { reader.head().await })
+    }
+
     fn read_committed_batches(
         &self,
         request: &BatchReadRequest<'_>,

@@ -226,8 +226,8 @@ mod tests {
             assert!(candidates.is_exact());
             assert_eq!(candidates.condition(1), "TRUE");
         }
-        let with_open_filter =
-            EventQuery::for_event_types(["a"]).with_filters([EventFilter::default()]);
+        let with_open_filter = EventQuery::all()
+            .with_filters([EventFilter::for_event_types(["a"]), EventFilter::default()]);
         assert_eq!(
             Candidates::of(&with_open_filter).unwrap().condition(1),
             "TRUE"

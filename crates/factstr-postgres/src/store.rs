@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::durable::DurableStreams;
 use crate::error::database_failure;
-use crate::listener::{listen_for_commits, publish_commits};
+use crate::listener::{CommitNews, listen_for_commits, publish_commits};
 use crate::log::{PostgresLog, Reader, run_on};
 use crate::options::{PostgresBootstrapOptions, PostgresStoreOptions};
 use crate::schema;
@@ -275,7 +275,7 @@ async fn start(
         connector.clone(),
         Arc::clone(&connection_epoch),
     );
-    let (news, news_received) = mpsc::unbounded_channel();
+    let (news, news_received) = watch::channel(CommitNews::default());
     let log = Arc::new(PostgresLog {
         runtime: handle.clone(),
         reader,
@@ -307,7 +307,9 @@ async fn start(
     })?;
     handle.spawn(durable.write_cursors());
     let (appends, requests) = mpsc::unbounded_channel();
-    handle.spawn(Writer::new(connector, names, news, log.reader.pool.clone()).run(requests));
+    handle.spawn(
+        Writer::new(connector, names, Arc::clone(&log), log.reader.pool.clone()).run(requests),
+    );
     Ok((log, appends))
 }
 

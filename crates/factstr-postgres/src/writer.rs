@@ -26,8 +26,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
 use crate::error::{database_failure, is_connection_lost};
-use crate::listener::CommitNews;
-use crate::log::{from_database, newest_match, parse_payload, to_database};
+use crate::log::{PostgresLog, from_database, newest_match, parse_payload, to_database};
 use crate::schema::SchemaNames;
 use crate::sql::{Candidates, contains_nul};
 use crate::store::Connector;
@@ -124,7 +123,8 @@ pub(crate) struct Writer {
     connector: Connector,
     names: Arc<SchemaNames>,
     connection: Option<PgConnection>,
-    news: mpsc::UnboundedSender<CommitNews>,
+    /// Where committed batches are published.
+    log: Arc<PostgresLog>,
     pool: PgPool,
     /// The log's length when this writer last refreshed the planner's
     /// statistics.
@@ -135,14 +135,14 @@ impl Writer {
     pub(crate) fn new(
         connector: Connector,
         names: Arc<SchemaNames>,
-        news: mpsc::UnboundedSender<CommitNews>,
+        log: Arc<PostgresLog>,
         pool: PgPool,
     ) -> Self {
         Self {
             connector,
             names,
             connection: None,
-            news,
+            log,
             pool,
             analyzed_through: 0,
         }
@@ -200,7 +200,10 @@ impl Writer {
                 Decision::Accepted { first, .. } => {
                     let (result, records) =
                         committed_batch(request.batch.events, first, occurred_at);
-                    let _ = self.news.send(CommitNews::Committed(records));
+                    // Before the caller hears of it, so that a stream
+                    // unsubscribed or a store closed after `append`
+                    // returned still delivers this batch.
+                    self.log.publish(records);
                     Ok(result)
                 }
             };

@@ -95,6 +95,10 @@ impl SqliteLog {
 }
 
 impl CommittedLog for SqliteLog {
+    fn committed_head(&self) -> Result<u64, EventStoreError> {
+        self.read(|connection| Ok(sql::last_committed(connection)?.0))
+    }
+
     fn read_committed_batches(
         &self,
         request: &BatchReadRequest<'_>,

@@ -60,7 +60,19 @@ fn a_durable_stream_runs_in_one_store_of_a_file_at_a_time() {
         "{refused:?}"
     );
 
+    // The name is free in the file once the stream has stopped (it
+    // releases its claim on its own thread after writing its cursor).
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel();
+    stream.on_stop(move |reason| {
+        let _ = stopped_tx.send(reason.clone());
+    });
     drop(stream);
+    assert_eq!(
+        stopped_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap(),
+        factstr::StreamStopReason::Unsubscribed
+    );
     second.append(numbered("a", 1)).unwrap();
     let resumed = Deliveries::new();
     let _stream = second

@@ -17,4 +17,5 @@ pub use query::{AppendResult, EventFilter, EventQuery, QueryResult};
 pub use store::EventStore;
 pub use stream::{
     DurableStream, EventStream, HandleStream, StreamHandlerError, StreamHandlerFuture,
+    StreamStopReason,
 };

@@ -146,8 +146,10 @@ mod tests {
     fn queries_or_their_filters_and_empty_filters_match_all() {
         assert!(EventQuery::all().matches("x", &json!(1)));
         assert!(EventQuery::all().with_filters([]).matches("x", &json!(1)));
-        let query =
-            EventQuery::for_event_types(["a"]).with_filters([EventFilter::for_event_types(["b"])]);
+        let query = EventQuery::all().with_filters([
+            EventFilter::for_event_types(["a"]),
+            EventFilter::for_event_types(["b"]),
+        ]);
         assert!(query.matches("a", &json!(1)));
         assert!(query.matches("b", &json!(1)));
         assert!(!query.matches("c", &json!(1)));

@@ -34,17 +34,23 @@ impl EventFilter {
         }
     }
 
-    /// Adds payload predicates (any of which must match) to this filter.
+    /// Sets the payload predicates (any of which must match), replacing any
+    /// set before, as in factstr 0.5.2.
     ///
-    /// Calling it on a filter without predicates sets them; calling it again
-    /// adds more alternatives.
+    /// ```
+    /// use factstr::EventFilter;
+    /// use serde_json::json;
+    ///
+    /// let filter = EventFilter::for_event_types(["deposited"])
+    ///     .with_payload_predicates([json!({"account": "a1"})])
+    ///     .with_payload_predicates([json!({"account": "a2"})]);
+    /// assert_eq!(filter.payload_predicates, Some(vec![json!({"account": "a2"})]));
+    /// ```
     pub fn with_payload_predicates<I>(mut self, payload_predicates: I) -> Self
     where
         I: IntoIterator<Item = Value>,
     {
-        self.payload_predicates
-            .get_or_insert_with(Vec::new)
-            .extend(payload_predicates);
+        self.payload_predicates = Some(payload_predicates.into_iter().collect());
         self
     }
 }
@@ -80,19 +86,28 @@ impl EventQuery {
         Self::all().with_filters([EventFilter::for_event_types(event_types)])
     }
 
-    /// Adds `filters` as further alternatives (OR) to this query.
+    /// Sets the filters (alternatives, OR), replacing any set before, as in
+    /// factstr 0.5.2: `EventQuery::for_event_types(["a"]).with_filters([b])`
+    /// matches what `b` matches, not `a` or `b`.
     ///
-    /// On [`EventQuery::all`] this sets the filters.
+    /// ```
+    /// use factstr::{EventFilter, EventQuery};
+    ///
+    /// let query = EventQuery::for_event_types(["a"])
+    ///     .with_filters([EventFilter::for_event_types(["b"])]);
+    /// assert!(query.matches("b", &serde_json::json!({})));
+    /// assert!(!query.matches("a", &serde_json::json!({})));
+    /// ```
     pub fn with_filters<I>(mut self, filters: I) -> Self
     where
         I: IntoIterator<Item = EventFilter>,
     {
-        self.filters.get_or_insert_with(Vec::new).extend(filters);
+        self.filters = Some(filters.into_iter().collect());
         self
     }
 
-    /// Sets the exclusive read cursor: `query` returns only records with a
-    /// greater sequence number.
+    /// Sets the exclusive read cursor, replacing any set before: `query`
+    /// returns only records with a greater sequence number.
     pub fn with_min_sequence_number(mut self, min_sequence_number: u64) -> Self {
         self.min_sequence_number = Some(min_sequence_number);
         self

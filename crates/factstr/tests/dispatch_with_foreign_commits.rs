@@ -40,6 +40,16 @@ impl SharedFile {
 }
 
 impl CommittedLog for SharedFile {
+    fn committed_head(&self) -> Result<u64, EventStoreError> {
+        Ok(self
+            .batches
+            .lock()
+            .unwrap()
+            .last()
+            .and_then(|batch| batch.last())
+            .map_or(0, |record| record.sequence_number))
+    }
+
     fn read_committed_batches(
         &self,
         request: &BatchReadRequest<'_>,

@@ -1,5 +1,6 @@
 //! Building blocks for store implementations: the shared stream dispatch,
-//! input validation, payload index terms and the commit clock.
+//! input validation, payload index terms, the commit clock, backoff and
+//! poison-tolerant locks.
 //!
 //! Application code does not need this module. A store implements
 //! [`EventStore`](crate::EventStore) by validating input with
@@ -11,6 +12,8 @@ mod clock;
 mod committed;
 pub mod dispatch;
 pub mod payload_terms;
+mod retry;
+pub mod sync;
 pub mod validation;
 
 pub use clock::commit_timestamp;
@@ -18,3 +21,4 @@ pub use committed::committed_batch;
 pub use dispatch::{
     BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
 };
+pub use retry::Backoff;
