@@ -1,7 +1,7 @@
 'use strict'
 // The public API of @factstr/factstr-node. See index.d.ts for documentation.
 
-const { NativeStore } = require('./binding.js')
+const { NativeStore } = require('./binding.js').loadAddon()
 
 const ErrorCode = Object.freeze({
   EmptyAppend: 'FACTSTR_EMPTY_APPEND',
