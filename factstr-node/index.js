@@ -170,11 +170,21 @@ class FactstrSubscription {
 
 const OPEN = Symbol('factstr.open')
 
+// What to call instead of a constructor that only the package may use
+// (0.3 had `new FactstrSqliteStore(path)` and `new FactstrPostgresStore(url)`).
+const OPENED_BY = {
+  FactstrSqliteStore: 'FactstrSqliteStore.open(path)',
+  FactstrPostgresStore: 'FactstrPostgresStore.connect(url)',
+}
+
 class FactstrStore {
   #native
   constructor(token, nativeStore) {
     if (token !== OPEN) {
-      throw new TypeError('use FactstrSqliteStore.open(path) or FactstrPostgresStore.connect(url)')
+      const opener =
+        OPENED_BY[new.target.name] ??
+        'new FactstrMemoryStore(), FactstrSqliteStore.open(path) or FactstrPostgresStore.connect(url)'
+      throw new FactstrInputError(`${new.target.name} has no public constructor: open a store with ${opener}`)
     }
     this.#native = nativeStore
   }

@@ -62,9 +62,11 @@ function payloadsOfEveryType(store: FactstrStore): void {
   void first
 }
 
-function misspelt(store: FactstrStore): void {
+function refusedAtCompileTime(store: FactstrStore): void {
   // @ts-expect-error an unknown field is a type error here and FACTSTR_INVALID_INPUT at run time
   store.query({ filters: [{ eventTypes: ['money-deposited'] }] })
+  // @ts-expect-error 0.3's constructor: open stores with FactstrSqliteStore.open(path)
+  void new FactstrSqliteStore('/tmp/consumer.db')
 }
 
 function balanceOf(records: EventRecord[]): number {
@@ -124,7 +126,7 @@ async function main(): Promise<void> {
   const stillFirst: AppendIfResult = await memory.appendIfAsync([{ event_type: 'opened' }], { filters: [{ event_types: ['opened'] }] })
   void [firstOpening, stillFirst, narrowing(firstOpening)]
   payloadsOfEveryType(memory)
-  misspelt(memory)
+  refusedAtCompileTime(memory)
 
   const live: FactstrSubscription = memory.streamAll(async (batch: EventRecord[]) => {
     for (const record of batch) {

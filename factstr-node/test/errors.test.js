@@ -30,3 +30,17 @@ it('invalid input is a FactstrInputError: a TypeError with the code FACTSTR_INVA
   }
   store.close()
 })
+
+it('the constructors of 0.3 name the function that opens the store instead', () => {
+  const { FactstrPostgresStore, FactstrSqliteStore } = require('..')
+  assert.throws(
+    () => new FactstrSqliteStore('data/app.db'),
+    (error) =>
+      error instanceof FactstrInputError &&
+      error.message === 'FactstrSqliteStore has no public constructor: open a store with FactstrSqliteStore.open(path)',
+  )
+  assert.throws(
+    () => new FactstrPostgresStore('postgres://localhost/app'),
+    (error) => error instanceof FactstrInputError && /FactstrPostgresStore\.connect\(url\)/.test(error.message),
+  )
+})
