@@ -6,20 +6,30 @@
  *
  * Field names are snake_case, as in the Rust API. Sequence numbers are
  * `bigint`. Wherever a type says `| null` or `?`, both `null` and `undefined`
- * are accepted.
+ * are accepted. Inputs accept any payload a TypeScript type describes
+ * (`unknown`); outputs say exactly what comes back (`JsonValue`, and `null`
+ * fields are present rather than left out).
  *
  * @packageDocumentation
  */
 
-/** A JSON value: what payloads and payload predicates are made of. */
+/** A JSON value: what a stored payload reads back as (`JSON.parse` of what was appended). */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
 
-/** A fact to append. */
-export interface NewEvent {
+/**
+ * A fact to append. `Payload` documents the payload's shape
+ * (`NewEvent<Deposited>`); any value is accepted, including an `interface`
+ * or a `Record<string, unknown>`.
+ */
+export interface NewEvent<Payload = unknown> {
   /** The kind of fact, e.g. `"account-opened"`. Must not be empty. */
   event_type: string
-  /** Any JSON value; absent means `null`. */
-  payload?: JsonValue
+  /**
+   * Stored as `JSON.stringify` writes it (a `Date` becomes its ISO string,
+   * `undefined` fields are left out); absent means `null`. A `bigint`
+   * anywhere inside is refused with `FACTSTR_INVALID_INPUT`.
+   */
+  payload?: Payload
 }
 
 /** A committed fact. */
@@ -43,14 +53,15 @@ export interface EventRecord {
  *   array predicates need each element somewhere in the payload array.
  */
 export interface EventFilter {
-  event_types?: string[] | null
-  payload_predicates?: JsonValue[] | null
+  event_types?: readonly string[] | null
+  /** JSON values (any value a type describes, compared as `JSON.stringify` writes it). */
+  payload_predicates?: readonly unknown[] | null
 }
 
 /** Which facts a query, a conditional append's context or a stream is about. */
 export interface EventQuery {
   /** Alternatives (OR); absent, `null` or `[]` match every event. */
-  filters?: EventFilter[] | null
+  filters?: readonly EventFilter[] | null
   /** Exclusive read cursor for `query`: only records with a greater sequence number. Ignored by context versions and streams. */
   min_sequence_number?: bigint | number | null
 }
@@ -78,11 +89,24 @@ export interface ConditionalAppendConflict {
   actual_context_version: bigint | null
 }
 
-/** What `appendIf` returns: exactly one of the two fields is set. */
-export interface AppendIfResult {
-  append_result?: AppendResult
-  conflict?: ConditionalAppendConflict
+/** `appendIf` appended: the batch's committed range. */
+export interface AppendIfAppended {
+  append_result: AppendResult
+  conflict?: undefined
 }
+
+/** `appendIf` wrote nothing: the context version was not the expected one. */
+export interface AppendIfConflicted {
+  append_result?: undefined
+  conflict: ConditionalAppendConflict
+}
+
+/**
+ * What `appendIf` returns: exactly one of `append_result` and `conflict` is
+ * set, and checking either narrows the type
+ * (`if (outcome.conflict) ... else outcome.append_result.last_sequence_number`).
+ */
+export type AppendIfResult = AppendIfAppended | AppendIfConflicted
 
 /**
  * A stream handler: receives one committed batch at a time, in commit order.
@@ -103,11 +127,26 @@ export declare const ErrorCode: {
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 
 /**
- * An error reported by a store. Invalid input is thrown as a `TypeError`
- * carrying `code: 'FACTSTR_INVALID_INPUT'` and a message naming the field.
+ * An error reported by a store: `FACTSTR_EMPTY_APPEND`, `FACTSTR_BACKEND_FAILURE`,
+ * ... Invalid input is a `FactstrInputError` instead.
  */
 export declare class FactstrError extends Error {
+  constructor(code: ErrorCode, message: string)
   readonly code: ErrorCode
+  /** Set when `code` is `FACTSTR_CONDITIONAL_APPEND_CONFLICT`. */
+  readonly expected_context_version?: bigint | null
+  /** Set when `code` is `FACTSTR_CONDITIONAL_APPEND_CONFLICT`. */
+  readonly actual_context_version?: bigint | null
+}
+
+/**
+ * Invalid input (wrong types, unknown fields such as a misspelt `eventTypes`,
+ * negative sequence numbers, an empty `event_type`): a `TypeError` whose
+ * message names the field, with `code: 'FACTSTR_INVALID_INPUT'`.
+ */
+export declare class FactstrInputError extends TypeError {
+  constructor(message: string)
+  readonly code: typeof ErrorCode.InvalidInput
 }
 
 /** A registered stream. */
@@ -129,22 +168,24 @@ export declare abstract class FactstrStore {
   protected constructor()
 
   /** Appends a batch; it gets one consecutive range of sequence numbers. Throws `FACTSTR_EMPTY_APPEND` for `[]`. */
-  append(events: NewEvent[]): AppendResult
+  append(events: readonly NewEvent[]): AppendResult
   /** Returns the matching records after `min_sequence_number`, with the context version. */
   query(query?: EventQuery | null): QueryResult
   /**
    * Appends only if the context version of `query` (ignoring its
-   * `min_sequence_number`) equals `expectedContextVersion` (`null`: nothing
-   * may match); otherwise returns `{ conflict }` and writes nothing.
+   * `min_sequence_number`) equals `expectedContextVersion`; otherwise returns
+   * `{ conflict }` and writes nothing. An absent or `null`
+   * `expectedContextVersion` means nothing may match `query` yet; an absent
+   * or `null` `query` matches every event.
    */
-  appendIf(events: NewEvent[], query: EventQuery | null | undefined, expectedContextVersion: bigint | number | null | undefined): AppendIfResult
+  appendIf(events: readonly NewEvent[], query?: EventQuery | null, expectedContextVersion?: bigint | number | null): AppendIfResult
 
   /** `append` off the event loop. */
-  appendAsync(events: NewEvent[]): Promise<AppendResult>
+  appendAsync(events: readonly NewEvent[]): Promise<AppendResult>
   /** `query` off the event loop. */
   queryAsync(query?: EventQuery | null): Promise<QueryResult>
   /** `appendIf` off the event loop. */
-  appendIfAsync(events: NewEvent[], query: EventQuery | null | undefined, expectedContextVersion: bigint | number | null | undefined): Promise<AppendIfResult>
+  appendIfAsync(events: readonly NewEvent[], query?: EventQuery | null, expectedContextVersion?: bigint | number | null): Promise<AppendIfResult>
 
   /** Delivers every batch committed from now on, one batch per handler call. */
   streamAll(handler: StreamHandler): FactstrSubscription

@@ -1,7 +1,7 @@
 'use strict'
 // The public API of @factstr/factstr-node. See index.d.ts for documentation.
 
-const { NativeStore } = require('./binding.js')
+const { NativeStore } = require('./binding.js').loadAddon()
 
 const ErrorCode = Object.freeze({
   EmptyAppend: 'FACTSTR_EMPTY_APPEND',
@@ -20,14 +20,24 @@ class FactstrError extends Error {
   }
 }
 
+/**
+ * Invalid input: a `TypeError` (so `instanceof TypeError` holds) that also
+ * carries `code: 'FACTSTR_INVALID_INPUT'`; its message names the field.
+ */
+class FactstrInputError extends TypeError {
+  constructor(message) {
+    super(message)
+    this.code = ErrorCode.InvalidInput
+  }
+}
+
 function toBigInt(value) {
   return value === null || value === undefined ? null : BigInt(value)
 }
 
 function toError(error) {
-  const made =
-    error.code === ErrorCode.InvalidInput ? new TypeError(error.message) : new FactstrError(error.code, error.message)
-  made.code = error.code
+  if (error.code === ErrorCode.InvalidInput) return new FactstrInputError(error.message)
+  const made = new FactstrError(error.code, error.message)
   if (error.code === ErrorCode.ConditionalAppendConflict) {
     made.expected_context_version = toBigInt(error.expected_context_version)
     made.actual_context_version = toBigInt(error.actual_context_version)
@@ -36,9 +46,7 @@ function toError(error) {
 }
 
 function invalidInput(field, problem) {
-  const error = new TypeError(`${field}: ${problem}`)
-  error.code = ErrorCode.InvalidInput
-  return error
+  return new FactstrInputError(`${field}: ${problem}`)
 }
 
 function unwrap(envelope) {
@@ -107,7 +115,7 @@ function native(argument, call) {
   try {
     return call()
   } catch (error) {
-    if (error instanceof TypeError || error instanceof FactstrError) throw error
+    if (error instanceof FactstrInputError || error instanceof FactstrError) throw error
     throw invalidInput(argument, error && error.message ? error.message : String(error))
   }
 }
@@ -162,11 +170,21 @@ class FactstrSubscription {
 
 const OPEN = Symbol('factstr.open')
 
+// What to call instead of a constructor that only the package may use
+// (0.3 had `new FactstrSqliteStore(path)` and `new FactstrPostgresStore(url)`).
+const OPENED_BY = {
+  FactstrSqliteStore: 'FactstrSqliteStore.open(path)',
+  FactstrPostgresStore: 'FactstrPostgresStore.connect(url)',
+}
+
 class FactstrStore {
   #native
   constructor(token, nativeStore) {
     if (token !== OPEN) {
-      throw new TypeError('use FactstrSqliteStore.open(path) or FactstrPostgresStore.connect(url)')
+      const opener =
+        OPENED_BY[new.target.name] ??
+        'new FactstrMemoryStore(), FactstrSqliteStore.open(path) or FactstrPostgresStore.connect(url)'
+      throw new FactstrInputError(`${new.target.name} has no public constructor: open a store with ${opener}`)
     }
     this.#native = nativeStore
   }
@@ -269,6 +287,7 @@ class FactstrPostgresStore extends FactstrStore {
 module.exports = {
   ErrorCode,
   FactstrError,
+  FactstrInputError,
   FactstrMemoryStore,
   FactstrPostgresStore,
   FactstrSqliteStore,

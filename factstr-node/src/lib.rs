@@ -40,6 +40,15 @@ use crate::handler::JsHandler;
 
 type SharedStore = Arc<dyn EventStore + Send + Sync>;
 
+/// The version of this addon, which is the crate's and the npm package's
+/// version. The JS loader compares it with its own `package.json`, so a stale
+/// local build or a platform package of another release is refused with the
+/// exact package to install, and a binary without this export is not ours.
+#[napi]
+pub fn factstr_addon_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
 /// A store opened from JavaScript, plus the streams registered through it.
 struct OpenStore {
     store: SharedStore,

@@ -6,7 +6,7 @@
 const { describe, it } = require('node:test')
 const assert = require('node:assert/strict')
 
-const { ErrorCode, FactstrError } = require('..')
+const { ErrorCode, FactstrError, FactstrInputError } = require('..')
 
 const PATIENCE_MS = 20_000
 
@@ -48,7 +48,8 @@ function events(type, count) {
 
 function assertInvalid(action, field) {
   assert.throws(action, (error) => {
-    assert.ok(error instanceof TypeError, `expected a TypeError, got ${error}`)
+    assert.ok(error instanceof FactstrInputError, `expected a FactstrInputError, got ${error}`)
+    assert.ok(error instanceof TypeError)
     assert.equal(error.code, ErrorCode.InvalidInput)
     assert.ok(error.message.includes(field), `message "${error.message}" should name ${field}`)
     return true
@@ -122,6 +123,24 @@ function describeStore(name, openStore) {
       assert.equal(again.append_result.first_sequence_number, 2n)
       assert.equal(store.query().event_records.length, 2)
       assert.equal(store.appendIf(events('x', 1), undefined, undefined).conflict.actual_context_version, 2n)
+      store.close()
+    })
+
+    it('without an expected version, appends only while nothing matches the query (as in 0.2.1)', async () => {
+      const store = openStore()
+      const openings = { filters: [{ event_types: ['opened'] }] }
+      store.append(events('other', 1))
+      const first = store.appendIf([{ event_type: 'opened' }], openings)
+      assert.equal(first.append_result.last_sequence_number, 2n)
+      assert.equal(first.conflict, undefined)
+      assert.deepEqual(store.appendIf([{ event_type: 'opened' }], openings), {
+        conflict: { expected_context_version: null, actual_context_version: 2n },
+      })
+      assert.deepEqual((await store.appendIfAsync([{ event_type: 'opened' }], openings)).conflict, {
+        expected_context_version: null,
+        actual_context_version: 2n,
+      })
+      assert.equal(store.query().event_records.length, 2)
       store.close()
     })
   })

@@ -4,15 +4,18 @@
 
 import {
   type AppendIfResult,
+  type AppendResult,
   type EventQuery,
   type EventRecord,
   ErrorCode,
   FactstrError,
+  FactstrInputError,
   FactstrMemoryStore,
   FactstrPostgresStore,
   FactstrSqliteStore,
   type FactstrStore,
   type FactstrSubscription,
+  type JsonValue,
   type NewEvent,
   type QueryResult,
 } from '..'
@@ -22,9 +25,48 @@ interface Deposited {
   amount: number
 }
 
-function deposit(account: string, amount: number): NewEvent {
+// Payloads typed by an interface, a Record<string, unknown> or a class go in as they are.
+function deposit(account: string, amount: number): NewEvent<Deposited> {
   const payload: Deposited = { account, amount }
-  return { event_type: 'money-deposited', payload: { ...payload } }
+  return { event_type: 'money-deposited', payload }
+}
+
+function audited(details: Record<string, unknown>): NewEvent {
+  return { event_type: 'audited', payload: details }
+}
+
+class Renamed {
+  constructor(readonly account: string, readonly name: string) {}
+}
+
+function payloadsOfEveryType(store: FactstrStore): void {
+  const byInterface: Deposited = { account: 'a1', amount: 5 }
+  const byRecord: Record<string, unknown> = { account: 'a1', note: undefined, at: new Date() }
+  const byUnknown: unknown = JSON.parse('{"x": 1}')
+  const plain: NewEvent[] = [
+    { event_type: 'money-deposited', payload: byInterface },
+    { event_type: 'noted', payload: byRecord },
+    { event_type: 'parsed', payload: byUnknown },
+    { event_type: 'renamed', payload: new Renamed('a1', 'Ada') },
+    { event_type: 'bare' },
+    audited({ by: 'ops', reason: 'check' }),
+  ]
+  const frozen = [deposit('a1', 1)] as const
+  store.append(plain)
+  store.append(frozen)
+  const predicate: Partial<Deposited> = { account: 'a1' }
+  const types: readonly string[] = ['money-deposited']
+  store.query({ filters: [{ event_types: types, payload_predicates: [predicate, byRecord] }] })
+  // Outputs stay precise: a stored payload is JSON, not `unknown`.
+  const first: JsonValue = store.query().event_records[0]?.payload ?? null
+  void first
+}
+
+function refusedAtCompileTime(store: FactstrStore): void {
+  // @ts-expect-error an unknown field is a type error here and FACTSTR_INVALID_INPUT at run time
+  store.query({ filters: [{ eventTypes: ['money-deposited'] }] })
+  // @ts-expect-error 0.3's constructor: open stores with FactstrSqliteStore.open(path)
+  void new FactstrSqliteStore('/tmp/consumer.db')
 }
 
 function balanceOf(records: EventRecord[]): number {
@@ -49,7 +91,21 @@ async function withdraw(store: FactstrStore, account: string, amount: number): P
     const actual: bigint | null = outcome.conflict.actual_context_version
     return actual
   }
-  return outcome.append_result?.last_sequence_number ?? null
+  // Narrowed: without a conflict, append_result is set.
+  return outcome.append_result.last_sequence_number
+}
+
+function narrowing(outcome: AppendIfResult): AppendResult | undefined {
+  // @ts-expect-error append_result may be absent until the result is narrowed
+  void outcome.append_result.committed_count
+  if (outcome.append_result !== undefined) {
+    const conflict: undefined = outcome.conflict
+    void conflict
+    return outcome.append_result
+  }
+  const expected: bigint | null = outcome.conflict.expected_context_version
+  void expected
+  return undefined
 }
 
 async function main(): Promise<void> {
@@ -65,6 +121,12 @@ async function main(): Promise<void> {
   const alsoAfter = memory.query({ filters: null, min_sequence_number: 1 })
   memory.appendIf([deposit('a1', 1)], undefined, null)
   memory.appendIf([deposit('a1', 1)], { filters: [{ event_types: ['x'] }] }, 3n)
+  // As in 0.2.1: without an expected version, nothing may match the query yet.
+  const firstOpening: AppendIfResult = memory.appendIf([{ event_type: 'opened' }], { filters: [{ event_types: ['opened'] }] })
+  const stillFirst: AppendIfResult = await memory.appendIfAsync([{ event_type: 'opened' }], { filters: [{ event_types: ['opened'] }] })
+  void [firstOpening, stillFirst, narrowing(firstOpening)]
+  payloadsOfEveryType(memory)
+  refusedAtCompileTime(memory)
 
   const live: FactstrSubscription = memory.streamAll(async (batch: EventRecord[]) => {
     for (const record of batch) {
@@ -87,7 +149,15 @@ async function main(): Promise<void> {
       const code: ErrorCode = error.code
       void code
     }
+    if (error instanceof FactstrInputError) {
+      const code: 'FACTSTR_INVALID_INPUT' = error.code
+      const asTypeError: TypeError = error
+      void [code, asTypeError]
+    }
   }
+  const made = new FactstrError(ErrorCode.BackendFailure, 'made by the application')
+  const conflictVersion: bigint | null | undefined = made.actual_context_version
+  void conflictVersion
 
   await withdraw(memory, 'a1', 5)
   for (const subscription of [live, filtered, durable, durableFiltered]) subscription.unsubscribe()
