@@ -28,6 +28,7 @@ pub mod durable_streams;
 pub mod filters;
 pub mod live_streams;
 pub mod payload_predicates;
+pub mod persistent;
 pub mod query;
 pub mod runtime;
 pub mod stopping;
@@ -167,6 +168,43 @@ macro_rules! conformance_tests {
                 a_stop_callback_registered_after_the_stop_runs_at_once,
             ],
         }
+    };
+}
+
+/// Expands every case for persistent stores (see [`persistent`]) as a
+/// `#[test]`: `$new_location` makes a fresh, empty place for a log (a file,
+/// a schema), `$open` opens a store instance on it (called several times
+/// per case for several instances).
+///
+/// The tests land in a module `persistent_conformance`.
+#[macro_export]
+macro_rules! persistent_conformance_tests {
+    ($new_location:expr, $open:expr) => {
+        #[allow(non_snake_case)]
+        mod persistent_conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__persistent_cases! {
+                $new_location, $open;
+                durable_registration_replays_what_another_instance_just_committed,
+                a_reopened_store_resumes_a_durable_stream_after_its_cursor,
+                closing_a_store_keeps_the_cursor_of_the_batch_its_stream_was_handling,
+                live_streams_receive_batches_another_instance_commits,
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __persistent_cases {
+    ($new_location:expr, $open:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::persistent::$case(&$new_location, &$open);
+            }
+        )*
     };
 }
 

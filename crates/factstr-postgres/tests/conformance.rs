@@ -8,3 +8,14 @@ fn new_store() -> factstr_postgres::PostgresStore {
 }
 
 factstr_conformance::conformance_tests!(new_store);
+
+/// A fresh schema is the place a PostgreSQL log lives in.
+fn new_location() -> String {
+    support::new_schema()
+}
+
+fn open_in(schema: &String) -> factstr_postgres::PostgresStore {
+    support::store_in(schema)
+}
+
+factstr_conformance::persistent_conformance_tests!(new_location, open_in);

@@ -10,3 +10,13 @@ fn new_store() -> TemporaryStore {
 }
 
 factstr_conformance::conformance_tests!(new_store);
+
+fn new_location() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn open_in(folder: &tempfile::TempDir) -> factstr_sqlite::SqliteStore {
+    factstr_sqlite::SqliteStore::open(common::database_in(folder)).unwrap()
+}
+
+factstr_conformance::persistent_conformance_tests!(new_location, open_in);
