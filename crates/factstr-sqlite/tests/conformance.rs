@@ -11,12 +11,5 @@ fn new_store() -> TemporaryStore {
 
 factstr_conformance::conformance_tests!(new_store);
 
-fn new_location() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-fn open_in(folder: &tempfile::TempDir) -> factstr_sqlite::SqliteStore {
-    factstr_sqlite::SqliteStore::open(common::database_in(folder)).unwrap()
-}
-
-factstr_conformance::persistent_conformance_tests!(new_location, open_in);
+// A folder is the place a SQLite log lives in (its file `events.db`).
+factstr_conformance::persistent_conformance_tests!(common::new_folder, common::open_in);

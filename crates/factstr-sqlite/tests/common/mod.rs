@@ -35,6 +35,16 @@ impl TemporaryStore {
     }
 }
 
+/// A new temporary folder, removed when dropped.
+pub(crate) fn new_folder() -> TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// A store on the database file in `folder`, opened with default options.
+pub(crate) fn open_in(folder: &TempDir) -> SqliteStore {
+    SqliteStore::open(database_in(folder)).unwrap()
+}
+
 /// A path for a database file in `folder`.
 pub(crate) fn database_in(folder: &TempDir) -> PathBuf {
     folder.path().join("events.db")
