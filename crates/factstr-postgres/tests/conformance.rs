@@ -14,6 +14,8 @@ fn new_location() -> String {
     support::new_schema()
 }
 
+// The persistent suite hands back a reference to what `new_location` made.
+#[allow(clippy::ptr_arg)]
 fn open_in(schema: &String) -> factstr_postgres::PostgresStore {
     support::store_in(schema)
 }
