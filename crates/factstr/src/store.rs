@@ -80,10 +80,19 @@ use crate::{
 ///     other streams; a live stream stays subscribed
 ///     (`live_streams::handler_error_keeps_a_live_stream_subscribed`,
 ///     `live_streams::handler_panic_keeps_a_live_stream_subscribed_and_spares_other_streams`).
-/// 16. `unsubscribe()` or dropping the [`EventStream`] stops future deliveries,
-///     also from inside the stream's own handler
+/// 16. `unsubscribe()` or dropping the [`EventStream`] stops deliveries of
+///     batches committed after the call; batches committed before it are
+///     still delivered, also when called from inside the stream's own handler
 ///     (`live_streams::unsubscribe_stops_future_deliveries`,
+///     `stopping::batches_committed_before_unsubscribe_are_still_delivered`,
 ///     `live_streams::unsubscribing_from_inside_the_own_handler_does_not_deadlock`).
+/// 16a. Closing or dropping a store first delivers the batches already
+///     committed to its streams, waiting a bounded time for slow handlers
+///     (`stopping::dropping_the_store_first_delivers_committed_batches_to_live_streams`,
+///     `stopping::dropping_the_store_waits_only_a_bounded_time_for_a_stuck_handler`).
+/// 16b. A stream reports whether it runs and why it stopped
+///     (`stopping::a_durable_stream_that_fails_live_reports_why_it_stopped`,
+///     `stopping::an_unsubscribed_stream_reports_that_it_stopped`).
 ///
 /// ## Durable streams
 /// 17. Registration replays the committed batches after the stored cursor,
@@ -91,7 +100,10 @@ use crate::{
 ///     then continues live with no gap and no duplicate
 ///     (`durable_streams::first_registration_replays_every_batch_with_its_shape`,
 ///     `durable_streams::durable_stream_continues_live_after_replay`,
-///     `concurrency::durable_registration_during_concurrent_appends_delivers_every_event_once_in_order`).
+///     `concurrency::durable_registration_during_concurrent_appends_delivers_every_event_once_in_order`);
+///     the replay covers everything committed before registration, by any
+///     store instance or process
+///     (`persistent::durable_registration_replays_what_another_instance_just_committed`).
 /// 18. The cursor advances only after the handler succeeded and never moves
 ///     backwards; a replay failure makes registration return
 ///     [`EventStoreError::BackendFailure`]; a live failure stops the stream,
