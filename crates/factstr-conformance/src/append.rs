@@ -208,6 +208,37 @@ pub fn too_deeply_nested_payload_is_invalid_input<S: EventStore>(new_store: &dyn
     assert_eq!(records[0].payload, deepest);
 }
 
+pub fn event_type_longer_than_the_shared_limit_is_invalid_input<S: EventStore>(
+    new_store: &dyn Fn() -> S,
+) {
+    use factstr::backend::validation::MAX_EVENT_TYPE_BYTES;
+    let store = new_store();
+    // Multi-byte characters: the limit counts UTF-8 bytes.
+    let longest = "é".repeat(MAX_EVENT_TYPE_BYTES / 2);
+    store.append(vec![event(&longest, json!(1))]).unwrap();
+    let too_long = format!("{longest}x");
+    for result in [
+        store.append(vec![event("fine", json!(1)), event(&too_long, json!(2))]),
+        store.append_if(
+            vec![event(&too_long, json!(2))],
+            &EventQuery::all(),
+            Some(1),
+        ),
+    ] {
+        let Err(EventStoreError::InvalidInput { message }) = result else {
+            panic!("expected InvalidInput, got {result:?}");
+        };
+        assert!(message.contains("event_type"), "{message}");
+        assert!(
+            message.contains(&MAX_EVENT_TYPE_BYTES.to_string()),
+            "{message}"
+        );
+    }
+    let records = store.query(&EventQuery::all()).unwrap().event_records;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].event_type, longest);
+}
+
 pub fn failed_append_consumes_no_sequence_number<S: EventStore>(new_store: &dyn Fn() -> S) {
     let store = new_store();
     store.append(numbered("a", 1)).unwrap();

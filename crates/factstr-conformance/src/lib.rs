@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
                 empty_event_type_is_invalid_input_and_writes_nothing,
                 invalid_event_anywhere_in_a_batch_writes_nothing_of_it,
                 too_deeply_nested_payload_is_invalid_input,
+                event_type_longer_than_the_shared_limit_is_invalid_input,
                 failed_append_consumes_no_sequence_number,
             ],
             query: [
@@ -115,6 +116,7 @@ macro_rules! conformance_tests {
                 live_record_equals_the_queried_record,
                 handler_is_awaited_before_the_next_batch,
                 handlers_can_use_tokio_timers_and_tasks,
+                a_task_one_handler_spawns_and_blocks_does_not_stall_other_streams_timers,
                 slow_handler_delays_neither_other_streams_nor_appends,
                 handler_error_keeps_a_live_stream_subscribed,
                 handler_panic_keeps_a_live_stream_subscribed_and_spares_other_streams,

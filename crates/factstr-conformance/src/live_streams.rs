@@ -229,6 +229,44 @@ pub fn handlers_can_use_tokio_timers_and_tasks<S: EventStore>(new_store: &dyn Fn
     assert_eq!(shapes(&deliveries.wait_for_batches(1)), vec![vec![1, 2]]);
 }
 
+pub fn a_task_one_handler_spawns_and_blocks_does_not_stall_other_streams_timers<S: EventStore>(
+    new_store: &dyn Fn() -> S,
+) {
+    let store = new_store();
+    let gate = Gate::new();
+    let spawner = {
+        let gate = Arc::clone(&gate);
+        HandleStream::new(move |_batch| {
+            let gate = Arc::clone(&gate);
+            async move {
+                // A task that blocks the thread it runs on, as careless
+                // handler code does.
+                drop(tokio::spawn(async move { gate.wait() }));
+                Ok(())
+            }
+        })
+    };
+    let timed = Deliveries::new();
+    let sleeper = {
+        let timed = Arc::clone(&timed);
+        HandleStream::new(move |batch| {
+            let timed = Arc::clone(&timed);
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                timed.record(batch);
+                Ok(())
+            }
+        })
+    };
+    let _spawner = store.stream_all(spawner).unwrap();
+    store.append(numbered("a", 1)).unwrap();
+    let _sleeper = store.stream_all(sleeper).unwrap();
+    store.append(numbered("a", 1)).unwrap();
+    store.append(numbered("a", 1)).unwrap();
+    timed.wait_for_sequence(3);
+    gate.open();
+}
+
 pub fn slow_handler_delays_neither_other_streams_nor_appends<S: EventStore>(
     new_store: &dyn Fn() -> S,
 ) {

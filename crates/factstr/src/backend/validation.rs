@@ -2,7 +2,8 @@
 //! same input is accepted or refused the same way by every store.
 //!
 //! Refused with [`EventStoreError::InvalidInput`]:
-//! - an event with an empty `event_type`;
+//! - an event with an empty `event_type`, or one longer than
+//!   [`MAX_EVENT_TYPE_BYTES`];
 //! - a payload or payload predicate nesting arrays/objects deeper than
 //!   [`MAX_PAYLOAD_DEPTH`] levels (it could not be read back by JSON readers);
 //! - a `min_sequence_number` or `expected_context_version` above
@@ -20,6 +21,12 @@ use crate::{DurableStream, EventQuery, EventStoreError, NewEvent};
 /// SQL integer columns).
 pub const MAX_SEQUENCE_NUMBER: u64 = i64::MAX as u64;
 
+/// The longest event type any store accepts, in UTF-8 bytes. The same for
+/// every store, so a log can move between them: PostgreSQL's B-tree index on
+/// event types cannot hold entries much above 2.7 KB, and a type is a name,
+/// not data.
+pub const MAX_EVENT_TYPE_BYTES: usize = 1024;
+
 /// How deeply arrays and objects may nest in a payload or predicate:
 /// `{"a": [1]}` nests 2 levels.
 pub const MAX_PAYLOAD_DEPTH: usize = 64;
@@ -33,6 +40,14 @@ pub fn validate_new_events(new_events: &[NewEvent]) -> Result<(), EventStoreErro
         if event.event_type.is_empty() {
             return Err(EventStoreError::invalid_input(format!(
                 "event {index} of the batch has an empty event_type"
+            )));
+        }
+        if event.event_type.len() > MAX_EVENT_TYPE_BYTES {
+            let start: String = event.event_type.chars().take(32).collect();
+            return Err(EventStoreError::invalid_input(format!(
+                "event {index} of the batch has an event_type of {} bytes (`{start}...`); \
+                 event types are at most {MAX_EVENT_TYPE_BYTES} bytes",
+                event.event_type.len()
             )));
         }
         if exceeds_depth(&event.payload) {
