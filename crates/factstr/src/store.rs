@@ -32,10 +32,13 @@ use crate::{
 ///    (`append::events_of_one_batch_share_one_commit_time`,
 ///    `append::commit_time_is_utc_truncated_to_microseconds`).
 /// 5. Payloads of every JSON kind read back unchanged; input a store cannot
-///    hold is [`EventStoreError::InvalidInput`] and writes nothing
+///    hold (an empty event type or one over
+///    [`MAX_EVENT_TYPE_BYTES`](crate::backend::validation::MAX_EVENT_TYPE_BYTES))
+///    is [`EventStoreError::InvalidInput`] and writes nothing
 ///    (`append::payloads_of_every_json_kind_read_back_unchanged`,
 ///    `append::empty_event_type_is_invalid_input_and_writes_nothing`,
-///    `append::too_deeply_nested_payload_is_invalid_input`).
+///    `append::too_deeply_nested_payload_is_invalid_input`,
+///    `append::event_type_longer_than_the_shared_limit_is_invalid_input`).
 ///
 /// ## Query
 /// 6. Records come back in ascending sequence order; `min_sequence_number` is
@@ -86,16 +89,16 @@ use crate::{
 ///     (`live_streams::unsubscribe_stops_future_deliveries`,
 ///     `stopping::batches_committed_before_unsubscribe_are_still_delivered`,
 ///     `live_streams::unsubscribing_from_inside_the_own_handler_does_not_deadlock`).
-/// 16a. Closing or dropping a store first delivers the batches already
+/// 17. Closing or dropping a store first delivers the batches already
 ///     committed to its streams, waiting a bounded time for slow handlers
 ///     (`stopping::dropping_the_store_first_delivers_committed_batches_to_live_streams`,
 ///     `stopping::dropping_the_store_waits_only_a_bounded_time_for_a_stuck_handler`).
-/// 16b. A stream reports whether it runs and why it stopped
+/// 18. A stream reports whether it runs and why it stopped
 ///     (`stopping::a_durable_stream_that_fails_live_reports_why_it_stopped`,
 ///     `stopping::an_unsubscribed_stream_reports_that_it_stopped`).
 ///
 /// ## Durable streams
-/// 17. Registration replays the committed batches after the stored cursor,
+/// 19. Registration replays the committed batches after the stored cursor,
 ///     one handler call per committed batch, returns when the replay is done,
 ///     then continues live with no gap and no duplicate
 ///     (`durable_streams::first_registration_replays_every_batch_with_its_shape`,
@@ -104,20 +107,20 @@ use crate::{
 ///     the replay covers everything committed before registration, by any
 ///     store instance or process
 ///     (`persistent::durable_registration_replays_what_another_instance_just_committed`).
-/// 18. The cursor advances only after the handler succeeded and never moves
+/// 20. The cursor advances only after the handler succeeded and never moves
 ///     backwards; a replay failure makes registration return
 ///     [`EventStoreError::BackendFailure`]; a live failure stops the stream,
 ///     and registering again redelivers the failed batch
 ///     (`durable_streams::replay_handler_error_fails_registration_and_keeps_the_cursor`,
 ///     `durable_streams::live_handler_error_stops_the_durable_stream_and_redelivers_on_re_registration`).
-/// 19. An active name, or a name stored with a different query, is refused
+/// 21. An active name, or a name stored with a different query, is refused
 ///     with `BackendFailure`; an empty name is `InvalidInput`
 ///     (`durable_streams::registering_an_active_name_is_a_backend_failure`,
 ///     `durable_streams::registering_a_name_with_a_different_query_is_a_backend_failure`,
 ///     `durable_streams::empty_durable_name_is_invalid_input`).
 ///
 /// ## Runtime
-/// 20. Every method may be called from any thread, inside tokio runtimes and
+/// 22. Every method may be called from any thread, inside tokio runtimes and
 ///     inside stream handlers, without panicking or deadlocking
 ///     (module `runtime`).
 pub trait EventStore {
