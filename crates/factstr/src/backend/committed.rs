@@ -47,3 +47,50 @@ pub fn committed_batch(
     };
     (result, records)
 }
+
+/// Groups records read in ascending order into their committed batches;
+/// each record comes with the last sequence number of its batch (what the
+/// SQL stores keep per row).
+pub fn group_into_batches(
+    rows: impl IntoIterator<Item = (EventRecord, u64)>,
+) -> Vec<Vec<EventRecord>> {
+    let mut batches: Vec<Vec<EventRecord>> = Vec::new();
+    let mut current_batch_last = None;
+    for (record, batch_last) in rows {
+        match batches.last_mut() {
+            Some(batch) if current_batch_last == Some(batch_last) => batch.push(record),
+            _ => batches.push(vec![record]),
+        }
+        current_batch_last = Some(batch_last);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rows_group_by_their_batch_end() {
+        let record = |sequence_number| EventRecord {
+            sequence_number,
+            occurred_at: chrono::Utc::now(),
+            event_type: "a".to_owned(),
+            payload: json!(null),
+        };
+        let rows = [
+            (record(1), 1),
+            (record(2), 4),
+            (record(4), 4),
+            (record(5), 5),
+        ];
+        let shapes: Vec<Vec<u64>> = group_into_batches(rows)
+            .iter()
+            .map(|batch| batch.iter().map(|record| record.sequence_number).collect())
+            .collect();
+        assert_eq!(shapes, vec![vec![1], vec![2, 4], vec![5]]);
+        assert!(group_into_batches([]).is_empty());
+    }
+}
