@@ -5,8 +5,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use factstr::backend::payload_terms::payload_terms;
+use factstr::backend::sequence::next_range;
 use factstr::backend::{BatchReadRequest, CommittedBatchPage, commit_timestamp, committed_batch};
-use factstr::{AppendResult, EventFilter, EventQuery, EventRecord, NewEvent, QueryResult};
+use factstr::{
+    AppendResult, EventFilter, EventQuery, EventRecord, EventStoreError, NewEvent, QueryResult,
+};
 
 /// A batch about to be committed, with its index terms computed outside the
 /// write lock.
@@ -57,10 +60,10 @@ impl LogState {
     }
 
     /// Commits `batch` and returns its range.
-    pub(crate) fn commit(&mut self, batch: PreparedBatch) -> AppendResult {
+    pub(crate) fn commit(&mut self, batch: PreparedBatch) -> Result<AppendResult, EventStoreError> {
+        let (first, _) = next_range(self.last_sequence_number(), batch.events.len())?;
         let occurred_at = commit_timestamp(self.last_commit_time);
         self.last_commit_time = Some(occurred_at);
-        let first = self.last_sequence_number() + 1;
         self.batch_starts.push(first);
         let (result, records) = committed_batch(batch.events, first, occurred_at);
         for (record, terms) in records.into_iter().zip(batch.terms) {
@@ -80,7 +83,7 @@ impl LogState {
             }
             self.records.push(record);
         }
-        result
+        Ok(result)
     }
 
     /// The records of a committed range (to hand to streams).

@@ -1,10 +1,10 @@
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use factstr::backend::validation;
 use factstr::backend::{
     BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
 };
+use factstr::backend::{Condition, sync, validation};
 use factstr::{
     AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
     HandleStream, NewEvent, QueryResult,
@@ -87,7 +87,7 @@ impl EventStore for MemoryStore {
         validation::validate_new_events(&new_events)?;
         let batch = PreparedBatch::new(new_events);
         let mut state = self.shared.write();
-        Ok(self.shared.commit(&mut state, batch))
+        self.shared.commit(&mut state, batch)
     }
 
     fn append_if(
@@ -101,16 +101,11 @@ impl EventStore for MemoryStore {
             context_query,
             expected_context_version,
         )?;
+        let condition = Condition::new(context_query, expected_context_version);
         let batch = PreparedBatch::new(new_events);
         let mut state = self.shared.write();
-        let actual = state.context_version(context_query);
-        if actual != expected_context_version {
-            return Err(EventStoreError::ConditionalAppendConflict {
-                expected: expected_context_version,
-                actual,
-            });
-        }
-        Ok(self.shared.commit(&mut state, batch))
+        condition.check(state.context_version(&condition.query))?;
+        self.shared.commit(&mut state, batch)
     }
 
     fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {
@@ -151,27 +146,29 @@ impl EventStore for MemoryStore {
 
 impl SharedLog {
     /// Commits under the write lock and publishes before releasing it.
-    fn commit(&self, state: &mut LogState, batch: PreparedBatch) -> AppendResult {
-        let result = state.commit(batch);
+    fn commit(
+        &self,
+        state: &mut LogState,
+        batch: PreparedBatch,
+    ) -> Result<AppendResult, EventStoreError> {
+        let result = state.commit(batch)?;
         self.dispatcher
             .publish_with(result.last_sequence_number, || state.committed(&result));
-        result
+        Ok(result)
     }
 
     // No code panics while holding these locks; recovering from poisoning
     // keeps the store usable if that ever changes.
     fn read(&self) -> RwLockReadGuard<'_, LogState> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
+        sync::read(&self.state)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, LogState> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
+        sync::write(&self.state)
     }
 
     fn durable_streams(&self) -> MutexGuard<'_, HashMap<String, DurableStreamState>> {
-        self.durable_streams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.durable_streams)
     }
 }
 
