@@ -252,6 +252,12 @@ async fn migrate(
 ) -> Result<Migrated, EventStoreError> {
     let failed =
         |error: sqlx::Error| database_failure("cannot bring the factstr 0.5.x log over", &error);
+    // The copy is one statement over the whole log; a statement timeout
+    // set for the store's queries must not cut it off.
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed)?;
     let sql = format!(
         "SELECT COUNT(*), COALESCE(MIN(sequence_number), 1), COALESCE(MAX(sequence_number), 0) \
          FROM {}",

@@ -162,14 +162,6 @@ async fn create_tables(
             names.events
         ),
         format!(
-            "CREATE INDEX IF NOT EXISTS factstr_events_type_sequence ON {} (event_type, sequence_number)",
-            names.events
-        ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS factstr_events_payload ON {} USING gin ((payload::jsonb) jsonb_path_ops) WITH (fastupdate = off)",
-            names.events
-        ),
-        format!(
             "CREATE TABLE IF NOT EXISTS {} (
                 name text PRIMARY KEY,
                 query text NOT NULL,
@@ -202,6 +194,24 @@ async fn create_tables(
         Some(tables) => legacy::reconcile(&mut transaction, names, &tables).await?,
         None => None,
     };
+    // After the migration: building the indexes over the copied events
+    // once is about four times faster than updating them row by row.
+    let indexes = [
+        format!(
+            "CREATE INDEX IF NOT EXISTS factstr_events_type_sequence ON {} (event_type, sequence_number)",
+            names.events
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS factstr_events_payload ON {} USING gin ((payload::jsonb) jsonb_path_ops) WITH (fastupdate = off)",
+            names.events
+        ),
+    ];
+    for statement in indexes {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed)?;
+    }
     transaction.commit().await.map_err(failed)?;
     if let Some(migrated) = migrated {
         tracing::info!(
