@@ -271,6 +271,16 @@ fn a_0_5_x_log_that_grew_after_the_migration_is_refused_with_the_remedy() {
         count(format!("SELECT COUNT(*) FROM {schema}.factstr_events")),
         events_before
     );
+
+    // The remedy that keeps the 0.5.x log: drop the FACTSTR tables.
+    execute(format!(
+        "DROP TABLE {schema}.factstr_events, {schema}.factstr_durable_streams, \
+         {schema}.factstr_metadata"
+    ));
+    let store = store_in(&schema);
+    let records = store.query(&EventQuery::all()).unwrap().event_records;
+    assert_eq!(records.len(), 22);
+    assert_eq!(records[21].event_type, "appended-by-0.5.2");
 }
 
 #[test]

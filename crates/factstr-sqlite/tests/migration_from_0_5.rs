@@ -267,6 +267,17 @@ fn a_0_5_x_log_that_grew_after_the_migration_is_refused_with_the_remedy() {
         count(&path, "SELECT COUNT(*) FROM factstr_events"),
         events_before
     );
+
+    // The remedy that keeps the 0.5.x log: drop the FACTSTR tables.
+    execute(
+        &path,
+        "DROP TABLE factstr_metadata; DROP TABLE factstr_events;
+         DROP TABLE factstr_payload_index; DROP TABLE factstr_durable_streams;",
+    );
+    let store = SqliteStore::open(&path).unwrap();
+    let records = store.query(&EventQuery::all()).unwrap().event_records;
+    assert_eq!(records.len(), 22);
+    assert_eq!(records[21].event_type, "appended-by-0.5.2");
 }
 
 #[test]
