@@ -1,6 +1,6 @@
-//! The log of the published factstr-sqlite 0.3 to 0.5.2: recognising its
-//! tables, bringing it into the FACTSTR tables when a file is first opened,
-//! and checking on later opens that it has not grown since.
+//! The log of the published factstr-sqlite 0.3.2 to 0.5.2 (one layout):
+//! recognising its tables, bringing it into the FACTSTR tables when a file
+//! is first opened, and checking on later opens that it has not grown since.
 //!
 //! # The 0.5.x layout
 //!

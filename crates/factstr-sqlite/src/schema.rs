@@ -329,36 +329,41 @@ fn initialise(
     let created = match inspect(connection, path) {
         Ok(Layout::Empty) => connection
             .execute_batch(CREATE_SCHEMA)
-            .or_failed("creating the schema"),
+            .or_failed("creating the schema")
+            .map(|()| None),
         Ok(Layout::Only05Log) => connection
             .execute_batch(CREATE_SCHEMA)
             .or_failed("creating the schema")
             .and_then(|()| legacy::migrate(connection, path))
-            .map(|migrated| {
-                tracing::info!(
-                    path = %path.display(),
-                    events = migrated.events,
-                    durable_streams = migrated.durable_streams,
-                    "brought the factstr 0.5.x log over"
-                );
-            }),
+            .map(Some),
         Ok(Layout::Factstr {
             version: SCHEMA_VERSION,
             with_05_log,
         }) => {
             if with_05_log {
-                legacy::check_contained(connection, path)
+                legacy::check_contained(connection, path).map(|()| None)
             } else {
-                Ok(())
+                Ok(None)
             }
         }
         Ok(Layout::Factstr { version, .. }) => Err(unsupported_version(path, version)),
         Err(error) => Err(error),
     };
     match created {
-        Ok(()) => connection
-            .execute_batch("COMMIT")
-            .or_failed("committing the schema"),
+        Ok(migrated) => {
+            connection
+                .execute_batch("COMMIT")
+                .or_failed("committing the schema")?;
+            if let Some(migrated) = migrated {
+                tracing::info!(
+                    path = %path.display(),
+                    events = migrated.events,
+                    durable_streams = migrated.durable_streams,
+                    "brought the factstr 0.5.x log over"
+                );
+            }
+            Ok(())
+        }
         Err(error) => {
             let _ = connection.execute_batch("ROLLBACK");
             Err(error)

@@ -50,7 +50,7 @@ impl SqliteStore {
     /// application, or a FACTSTR database of a newer schema version is
     /// refused with [`EventStoreError::InvalidInput`] and left unchanged.
     ///
-    /// A file written by the published factstr-sqlite 0.5.x (or 0.3, 0.4) is
+    /// A file written by the published factstr-sqlite 0.3.2 to 0.5.2 is
     /// brought over on first open, in one transaction: every event with its
     /// sequence number, commit time (cut to whole microseconds), type and
     /// payload, every batch boundary, and every durable stream with its
