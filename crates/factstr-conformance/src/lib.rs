@@ -26,6 +26,7 @@ pub mod concurrency;
 pub mod conditional_append;
 pub mod durable_streams;
 pub mod filters;
+pub mod fixtures_0_5;
 pub mod live_streams;
 pub mod payload_predicates;
 pub mod persistent;

@@ -33,4 +33,7 @@ pub mod docs {
 
     #[doc = include_str!("../../../docs/performance.md")]
     pub mod performance {}
+
+    #[doc = include_str!("../../../docs/migrating-from-0.5.md")]
+    pub mod migrating_from_0_5 {}
 }

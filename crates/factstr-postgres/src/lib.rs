@@ -3,6 +3,7 @@
 
 mod durable;
 mod error;
+mod legacy;
 mod listener;
 mod log;
 mod options;

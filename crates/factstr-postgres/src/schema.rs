@@ -5,6 +5,7 @@ use factstr::EventStoreError;
 use sqlx::PgConnection;
 
 use crate::error::database_failure;
+use crate::legacy;
 
 /// The version of the table layout this code reads and writes.
 pub(crate) const SCHEMA_VERSION: i64 = 1;
@@ -49,9 +50,10 @@ impl SchemaNames {
 }
 
 /// Finds the schema the connection's `search_path` names, checks the
-/// database, and creates the tables when missing. Safe when several
-/// processes do it at once: creation runs under a transaction-scoped
-/// advisory lock.
+/// database, and creates the tables when missing. A factstr 0.5.x log in
+/// the schema is brought over (see [`legacy`]) in the same transaction.
+/// Safe when several processes do it at once: creation runs under a
+/// transaction-scoped advisory lock.
 pub(crate) async fn prepare(connection: &mut PgConnection) -> Result<SchemaNames, EventStoreError> {
     let (schema, encoding): (Option<String>, String) =
         sqlx::query_as("SELECT current_schema(), current_setting('server_encoding')")
@@ -70,7 +72,8 @@ pub(crate) async fn prepare(connection: &mut PgConnection) -> Result<SchemaNames
         ));
     };
     let names = SchemaNames::new(&schema);
-    if stored_version(connection, &names).await? != Some(SCHEMA_VERSION) {
+    let has_legacy_log = legacy::find(connection, &names).await?.is_some();
+    if has_legacy_log || stored_version(connection, &names).await? != Some(SCHEMA_VERSION) {
         create_tables(connection, &names).await?;
     }
     Ok(names)
@@ -159,14 +162,6 @@ async fn create_tables(
             names.events
         ),
         format!(
-            "CREATE INDEX IF NOT EXISTS factstr_events_type_sequence ON {} (event_type, sequence_number)",
-            names.events
-        ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS factstr_events_payload ON {} USING gin ((payload::jsonb) jsonb_path_ops) WITH (fastupdate = off)",
-            names.events
-        ),
-        format!(
             "CREATE TABLE IF NOT EXISTS {} (
                 name text PRIMARY KEY,
                 query text NOT NULL,
@@ -193,12 +188,44 @@ async fn create_tables(
             names.schema
         )));
     }
+    // Looked for again under the lock: another process may have migrated
+    // the 0.5.x log meanwhile.
+    let migrated = match legacy::find(&mut transaction, names).await? {
+        Some(tables) => legacy::reconcile(&mut transaction, names, &tables).await?,
+        None => None,
+    };
+    // After the migration: building the indexes over the copied events
+    // once is about four times faster than updating them row by row.
+    let indexes = [
+        format!(
+            "CREATE INDEX IF NOT EXISTS factstr_events_type_sequence ON {} (event_type, sequence_number)",
+            names.events
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS factstr_events_payload ON {} USING gin ((payload::jsonb) jsonb_path_ops) WITH (fastupdate = off)",
+            names.events
+        ),
+    ];
+    for statement in indexes {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed)?;
+    }
     transaction.commit().await.map_err(failed)?;
+    if let Some(migrated) = migrated {
+        tracing::info!(
+            schema = %names.schema,
+            events = migrated.events,
+            durable_streams = migrated.durable_streams,
+            "brought the factstr 0.5.x log over"
+        );
+    }
     Ok(())
 }
 
 /// `name` as a quoted SQL identifier.
-fn quote_identifier(name: &str) -> String {
+pub(crate) fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

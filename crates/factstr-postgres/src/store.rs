@@ -69,6 +69,16 @@ impl PostgresStore {
     ///
     /// A malformed URL is `InvalidInput`; a server that cannot be reached or
     /// refuses is `BackendFailure`.
+    ///
+    /// A factstr-postgres 0.5.x log in that schema (tables `events`,
+    /// `append_batches`, `durable_stream_cursors`, `store_metadata`) is
+    /// brought over while the store's tables are created, in one
+    /// transaction: every event with its sequence number, commit time, type
+    /// and payload, every batch boundary, and every durable stream with its
+    /// query and cursor. The 0.5.x tables are left as they were. If 0.5.x
+    /// appended to them after that, connecting fails with `InvalidInput`
+    /// saying how to keep one of the two logs. See
+    /// `docs/migrating-from-0.5.md`.
     pub fn connect(url: &str) -> Result<Self, EventStoreError> {
         Self::connect_with(url, PostgresStoreOptions::default())
     }

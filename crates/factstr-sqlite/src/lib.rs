@@ -3,6 +3,7 @@
 
 mod error;
 mod index;
+mod legacy;
 mod log;
 mod options;
 mod schema;

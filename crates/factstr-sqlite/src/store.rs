@@ -49,6 +49,15 @@ impl SqliteStore {
     /// A file that is not a SQLite database, a SQLite database of another
     /// application, or a FACTSTR database of a newer schema version is
     /// refused with [`EventStoreError::InvalidInput`] and left unchanged.
+    ///
+    /// A file written by the published factstr-sqlite 0.3.2 to 0.5.2 is
+    /// brought over on first open, in one transaction: every event with its
+    /// sequence number, commit time (cut to whole microseconds), type and
+    /// payload, every batch boundary, and every durable stream with its
+    /// query and cursor. The 0.5.x tables are left as they were. If 0.5.x
+    /// appended to the file after that, the file is refused with
+    /// [`EventStoreError::InvalidInput`] saying how to keep one of the two
+    /// logs. See `docs/migrating-from-0.5.md`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, EventStoreError> {
         Self::open_with(path, SqliteStoreOptions::default())
     }

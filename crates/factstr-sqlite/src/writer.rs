@@ -53,7 +53,7 @@ const MAX_TEXT_BYTES: usize = 1_000_000_000;
 /// Inserts the payload index documents of a batch whose first sequence
 /// number is `?1`, from the JSON array `?2`; an empty document (a payload
 /// without terms) gets no row.
-const INSERT_INDEX_DOCUMENTS: &str = "INSERT INTO factstr_payload_index (rowid, terms) \
+pub(crate) const INSERT_INDEX_DOCUMENTS: &str = "INSERT INTO factstr_payload_index (rowid, terms) \
      SELECT ?1 + key, value FROM json_each(?2) WHERE value <> ''";
 
 /// Rows per multi-row `INSERT`; a batch is written with the largest sizes

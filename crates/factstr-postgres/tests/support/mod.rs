@@ -41,6 +41,28 @@ pub fn execute(sql: String) {
     .unwrap();
 }
 
+/// The rows `sql` returns, each as the text of its first column, read on a
+/// thread of its own (callers may be inside a tokio runtime).
+pub fn fetch_texts(sql: String) -> Vec<String> {
+    let url = database_url();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut connection)
+                .await
+                .unwrap()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// Creates a schema no other test uses and returns its name.
 pub fn new_schema() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
