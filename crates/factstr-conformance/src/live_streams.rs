@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use factstr::backend::dispatch::MAX_QUEUED_EVENTS;
+use factstr::backend::MAX_QUEUED_EVENTS;
 use factstr::{EventQuery, EventStore, EventStream, HandleStream, StreamHandlerError};
 use serde_json::json;
 

@@ -27,7 +27,7 @@
 //! The 0.5.x tables are only read, never changed, so the schema still works
 //! with 0.5.x.
 
-use factstr::backend::dispatch::normalized_stream_query;
+use factstr::backend::normalized_stream_query;
 use factstr::{EventQuery, EventStoreError};
 use sqlx::PgConnection;
 

@@ -139,7 +139,7 @@ fn durable_cursors_and_queries_are_stored_as_factstr_stores_them() {
         .durable_streams
         .iter()
         .map(|stream| {
-            let query = factstr::backend::dispatch::normalized_stream_query(&stream.query);
+            let query = factstr::backend::normalized_stream_query(&stream.query);
             format!(
                 "{} {} {}",
                 stream.name,

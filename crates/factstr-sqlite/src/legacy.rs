@@ -36,7 +36,7 @@
 use std::path::Path;
 
 use chrono::DateTime;
-use factstr::backend::dispatch::normalized_stream_query;
+use factstr::backend::normalized_stream_query;
 use factstr::backend::payload_terms::payload_terms;
 use factstr::{EventQuery, EventStoreError};
 use rusqlite::{Connection, OptionalExtension, params};

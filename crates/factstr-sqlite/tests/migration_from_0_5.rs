@@ -130,7 +130,7 @@ fn durable_cursors_and_queries_are_stored_as_factstr_stores_them() {
         .durable_streams
         .iter()
         .map(|stream| {
-            let query = factstr::backend::dispatch::normalized_stream_query(&stream.query);
+            let query = factstr::backend::normalized_stream_query(&stream.query);
             (
                 stream.name.clone(),
                 serde_json::to_string(&query).unwrap(),

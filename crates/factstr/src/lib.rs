@@ -8,6 +8,7 @@ mod query;
 mod store;
 mod stream;
 
+#[doc(hidden)]
 pub mod backend;
 
 pub use error::EventStoreError;

@@ -70,11 +70,11 @@ impl PendingCursors {
 }
 
 /// The stored form of a durable stream's query: its normalized form (see
-/// [`normalized_stream_query`](crate::backend::dispatch::normalized_stream_query))
+/// [`normalized_stream_query`](crate::backend::normalized_stream_query))
 /// as JSON. Every store stores it this way, so a log moves between stores
 /// with its streams.
 pub fn encode_durable_query(name: &str, query: &EventQuery) -> Result<String, EventStoreError> {
-    let normalized = crate::backend::dispatch::normalized_stream_query(query);
+    let normalized = crate::backend::normalized_stream_query(query);
     serde_json::to_string(&normalized).map_err(|error| {
         EventStoreError::invalid_input(format!(
             "the query of durable stream `{name}` cannot be stored as JSON: {error}"
@@ -85,7 +85,7 @@ pub fn encode_durable_query(name: &str, query: &EventQuery) -> Result<String, Ev
 /// A durable stream's stored query.
 pub fn decode_durable_query(name: &str, stored: &str) -> Result<EventQuery, EventStoreError> {
     serde_json::from_str::<EventQuery>(stored)
-        .map(|query| crate::backend::dispatch::normalized_stream_query(&query))
+        .map(|query| crate::backend::normalized_stream_query(&query))
         .map_err(|error| {
             EventStoreError::backend(format!(
                 "the stored query of durable stream `{name}` cannot be read: {error}"

@@ -1,18 +1,22 @@
-//! Building blocks for store implementations: the shared stream dispatch,
-//! input validation, payload index terms, the commit clock, backoff and
+//! The stores' interface: the shared stream dispatch, input validation,
+//! the write-path rules, payload index terms, the commit clock, backoff and
 //! poison-tolerant locks.
 //!
-//! Application code does not need this module. A store implements
+//! Application code does not need this module, and it is hidden from the
+//! user documentation (as sqlx hides its driver traits); it is public so
+//! that the store crates, and stores outside this workspace, share one
+//! implementation of every rule. Each item is reachable by one path. A store
+//! implements
 //! [`EventStore`](crate::EventStore) by validating input with
 //! [`validation`], deciding matches with [`EventQuery::matches`](crate::EventQuery::matches)
 //! (optionally narrowing candidates with [`payload_terms`] first), and handing
-//! every committed batch to its [`StreamDispatcher`](dispatch::StreamDispatcher).
+//! every committed batch to its [`StreamDispatcher`].
 
 mod clock;
 mod committed;
 mod condition;
 mod cursors;
-pub mod dispatch;
+mod dispatch;
 mod hash;
 pub mod payload_terms;
 mod retry;
@@ -25,7 +29,9 @@ pub use committed::{committed_batch, group_into_batches};
 pub use condition::{Condition, newest_match_in_group};
 pub use cursors::{PendingCursors, decode_durable_query, encode_durable_query};
 pub use dispatch::{
-    BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
+    BatchReadRequest, CLOSE_PATIENCE, CommittedBatchPage, CommittedLog, DurableStreamState,
+    MAX_QUEUED_EVENTS, READ_PAGE_EVENTS, STOPPING_STREAM_PATIENCE, StreamDispatcher,
+    normalized_stream_query,
 };
 pub use hash::{fnv1a_64, fnv1a_64_parts};
 pub use retry::Backoff;
