@@ -5,6 +5,13 @@
 #![doc = include_str!("../../../README.md")]
 #![forbid(unsafe_code)]
 
+/// The READMEs of the published crates whose examples need more than the
+/// crate's own published dependencies.
+pub mod crate_readmes {
+    #[doc = include_str!("../../factstr/README.md")]
+    pub mod factstr {}
+}
+
 /// The pages of `docs/`, included so that their examples run as doctests.
 pub mod docs {
     #[doc = include_str!("../../../docs/core-concepts.md")]
