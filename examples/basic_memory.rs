@@ -9,7 +9,7 @@ use factstr::{EventFilter, EventQuery, EventStore, EventStoreError, NewEvent};
 use factstr_memory::MemoryStore;
 use serde_json::json;
 
-fn main() -> Result<(), EventStoreError> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = MemoryStore::new();
 
     store.append(vec![
@@ -37,8 +37,8 @@ fn main() -> Result<(), EventStoreError> {
         })
         .sum();
     println!(
-        "balance of a1 is {balance} at context version {:?}",
-        seen.current_context_version
+        "balance of a1 is {balance} at context version {}",
+        version_text(seen.current_context_version)
     );
 
     // Decide on what was read, and append only if nothing changed since.
@@ -55,12 +55,25 @@ fn main() -> Result<(), EventStoreError> {
     // A second withdrawal decided on the same (now stale) balance is refused.
     match store.append_if(withdrawal, &context, seen.current_context_version) {
         Err(EventStoreError::ConditionalAppendConflict { expected, actual }) => {
-            println!("second withdrawal refused: context moved from {expected:?} to {actual:?}");
+            println!(
+                "second withdrawal refused: context moved from version {} to {}",
+                version_text(expected),
+                version_text(actual)
+            );
         }
-        other => println!("unexpected outcome: {other:?}"),
+        Err(other) => return Err(other.into()),
+        Ok(_) => return Err("a withdrawal decided on a stale balance committed".into()),
     }
 
     let all = store.query(&EventQuery::all())?;
     println!("the log holds {} facts", all.event_records.len());
     Ok(())
+}
+
+/// A context version as a reader says it: `None` means no fact matched yet.
+fn version_text(version: Option<u64>) -> String {
+    version.map_or_else(
+        || "none (no matching fact)".to_owned(),
+        |version| version.to_string(),
+    )
 }

@@ -16,8 +16,11 @@ use serde_json::json;
 fn reporter(name: &'static str, log: &mpsc::Sender<String>) -> HandleStream {
     let log = log.clone();
     HandleStream::new(move |batch| {
-        let numbers: Vec<u64> = batch.iter().map(|record| record.sequence_number).collect();
-        let _ = log.send(format!("{name:<14} got {numbers:?}"));
+        let numbers: Vec<String> = batch
+            .iter()
+            .map(|record| format!("#{}", record.sequence_number))
+            .collect();
+        let _ = log.send(format!("{name:<14} got {}", numbers.join(", ")));
         async { Ok(()) }
     })
 }

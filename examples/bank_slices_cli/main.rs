@@ -19,6 +19,8 @@
 //! ```
 //!
 //! The database is `bank.db` in the current folder (`--db <path>` to change).
+//! The arguments are checked before the database is opened: a mistyped
+//! command creates no file.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line program
 
@@ -32,6 +34,7 @@ mod withdraw;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc;
 
 use factstr::EventStore;
 use factstr_sqlite::SqliteStore;
@@ -44,22 +47,150 @@ const USAGE: &str = "usage: bank_slices_cli [--db PATH] <command>
   balance <account>               the account's balance
   history <account>               the account's facts in order
   race <account> <n> <amount>     n withdrawals at the same time; none overdraws
-  demo                            everything above on a fresh database";
+  demo                            everything above on a fresh database
+  help                            this text (also --help, -h)
+
+The database is bank.db in the current folder unless --db names another file.
+Amounts are positive whole numbers.";
+
+/// What the user asked for, checked before any file is touched.
+enum Command {
+    Open {
+        account: String,
+        owner: String,
+    },
+    Deposit {
+        account: String,
+        amount: i64,
+    },
+    Withdraw {
+        account: String,
+        amount: i64,
+    },
+    Transfer {
+        from: String,
+        to: String,
+        amount: i64,
+    },
+    Balance {
+        account: String,
+    },
+    History {
+        account: String,
+    },
+    Race {
+        account: String,
+        count: usize,
+        amount: i64,
+    },
+    Demo,
+    Help,
+}
+
+/// Reads `[--db PATH] <command> <arguments>`.
+fn parse(arguments: &[String]) -> Result<(PathBuf, Command), String> {
+    let mut database = PathBuf::from("bank.db");
+    let mut words: Vec<&str> = Vec::new();
+    let mut rest = arguments.iter().map(String::as_str);
+    while let Some(word) = rest.next() {
+        match word {
+            "--db" => {
+                let path = rest.next().ok_or("--db needs a path")?;
+                database = PathBuf::from(path);
+            }
+            "--help" | "-h" => return Ok((database, Command::Help)),
+            _ => words.push(word),
+        }
+    }
+    Ok((database, command_of(&words)?))
+}
+
+fn command_of(words: &[&str]) -> Result<Command, String> {
+    let account = |word: &str| -> Result<String, String> {
+        if word.is_empty() {
+            Err("an account needs a name".to_owned())
+        } else {
+            Ok(word.to_owned())
+        }
+    };
+    Ok(match words {
+        ["open", name, owner] => Command::Open {
+            account: account(name)?,
+            owner: (*owner).to_owned(),
+        },
+        ["deposit", name, amount] => Command::Deposit {
+            account: account(name)?,
+            amount: amount_of(amount)?,
+        },
+        ["withdraw", name, amount] => Command::Withdraw {
+            account: account(name)?,
+            amount: amount_of(amount)?,
+        },
+        ["transfer", from, to, amount] => Command::Transfer {
+            from: account(from)?,
+            to: account(to)?,
+            amount: amount_of(amount)?,
+        },
+        ["balance", name] => Command::Balance {
+            account: account(name)?,
+        },
+        ["history", name] => Command::History {
+            account: account(name)?,
+        },
+        ["race", name, count, amount] => Command::Race {
+            account: account(name)?,
+            count: match count.parse::<usize>() {
+                Ok(count) if (1..=1000).contains(&count) => count,
+                _ => {
+                    return Err(format!(
+                        "`{count}` is not a number of withdrawals from 1 to 1000"
+                    ));
+                }
+            },
+            amount: amount_of(amount)?,
+        },
+        ["demo"] => Command::Demo,
+        ["help"] => Command::Help,
+        [] => return Err("no command given".to_owned()),
+        [command, ..] => {
+            return Err(match *command {
+                "open" | "deposit" | "withdraw" | "transfer" | "balance" | "history" | "race" => {
+                    format!("wrong arguments for `{command}`")
+                }
+                _ => format!("unknown command `{command}`"),
+            });
+        }
+    })
+}
+
+fn amount_of(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(amount) if amount > 0 => Ok(amount),
+        _ => Err(format!(
+            "`{text}` is not an amount: a whole number from 1 to {}",
+            i64::MAX
+        )),
+    }
+}
 
 fn main() {
-    let mut arguments: Vec<String> = std::env::args().skip(1).collect();
-    let mut database = PathBuf::from("bank.db");
-    if arguments.first().map(String::as_str) == Some("--db") && arguments.len() >= 2 {
-        database = PathBuf::from(arguments.remove(1));
-        arguments.remove(0);
-    }
-    let words: Vec<&str> = arguments.iter().map(String::as_str).collect();
-    let outcome = if words == ["demo"] {
-        demo()
-    } else {
-        SqliteStore::open(&database)
-            .map_err(|error| error.to_string())
-            .and_then(|store| run(Arc::new(store), &words))
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let (database, command) = match parse(&arguments) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("{message}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let outcome = match command {
+        Command::Help => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Command::Demo => demo(),
+        command => SqliteStore::open(&database)
+            .map_err(|error| format!("cannot open {}: {error}", database.display()))
+            .and_then(|store| run(&(Arc::new(store) as Store), command)),
     };
     if let Err(message) = outcome {
         eprintln!("{message}");
@@ -69,51 +200,37 @@ fn main() {
 
 type Store = Arc<dyn EventStore + Send + Sync>;
 
-fn run(store: Store, words: &[&str]) -> Result<(), String> {
-    match words {
-        ["open", account, owner] => {
-            report(open_account::open_account(store.as_ref(), account, owner))
+fn run(store: &Store, command: Command) -> Result<(), String> {
+    let store_ref = store.as_ref();
+    match command {
+        Command::Open { account, owner } => {
+            report(open_account::open_account(store_ref, &account, &owner))
         }
-        ["deposit", account, amount] => report(deposit::deposit(
-            store.as_ref(),
-            account,
-            amount_of(amount)?,
-        )),
-        ["withdraw", account, amount] => report(withdraw::withdraw(
-            store.as_ref(),
-            account,
-            amount_of(amount)?,
-        )),
-        ["transfer", from, to, amount] => report(transfer::transfer(
-            store.as_ref(),
-            from,
-            to,
-            amount_of(amount)?,
-        )),
-        ["balance", account] => {
-            println!("{account}: {}", balance::balance(store.as_ref(), account)?);
+        Command::Deposit { account, amount } => {
+            report(deposit::deposit(store_ref, &account, amount))
+        }
+        Command::Withdraw { account, amount } => {
+            report(withdraw::withdraw(store_ref, &account, amount))
+        }
+        Command::Transfer { from, to, amount } => {
+            report(transfer::transfer(store_ref, &from, &to, amount))
+        }
+        Command::Balance { account } => {
+            println!("{account}: {}", balance::balance(store_ref, &account)?);
             Ok(())
         }
-        ["history", account] => {
-            for line in account_history::history(store.as_ref(), account)? {
+        Command::History { account } => {
+            for line in account_history::history(store_ref, &account)? {
                 println!("{line}");
             }
             Ok(())
         }
-        ["race", account, count, amount] => race(
-            &store,
+        Command::Race {
             account,
-            count.parse().map_err(|_| "n must be a number")?,
-            amount_of(amount)?,
-        ),
-        _ => Err(USAGE.to_owned()),
-    }
-}
-
-fn amount_of(text: &str) -> Result<i64, String> {
-    match text.parse::<i64>() {
-        Ok(amount) if amount > 0 => Ok(amount),
-        _ => Err(format!("`{text}` is not a positive whole amount")),
+            count,
+            amount,
+        } => race(store, &account, count, amount),
+        Command::Demo | Command::Help => Err("not a command on a store".to_owned()),
     }
 }
 
@@ -121,30 +238,40 @@ fn report(outcome: Result<String, String>) -> Result<(), String> {
     outcome.map(|message| println!("{message}"))
 }
 
-/// Runs `count` withdrawals of `amount` on as many threads at once.
+/// Runs `count` withdrawals of `amount` on as many threads at once, printing
+/// each outcome as it arrives.
 fn race(store: &Store, account: &str, count: usize, amount: i64) -> Result<(), String> {
     let before = balance::balance(store.as_ref(), account)?;
-    let outcomes: Vec<Result<String, String>> = std::thread::scope(|scope| {
-        let racers: Vec<_> = (0..count)
-            .map(|_| scope.spawn(|| withdraw::withdraw(store.as_ref(), account, amount)))
-            .collect();
-        racers
-            .into_iter()
-            .map(|racer| {
-                racer
-                    .join()
-                    .unwrap_or_else(|_| Err("a withdrawal panicked".to_owned()))
-            })
-            .collect()
+    println!("{count} withdrawals of {amount} at once from {account} (balance {before}):");
+    let (outcomes, arrivals) = mpsc::channel();
+    let succeeded = std::thread::scope(|scope| {
+        for racer in 1..=count {
+            let outcomes = outcomes.clone();
+            scope.spawn(move || {
+                let outcome = withdraw::withdraw(store.as_ref(), account, amount);
+                let _ = outcomes.send((racer, outcome));
+            });
+        }
+        drop(outcomes);
+        let mut succeeded = 0_usize;
+        for (finished, (racer, outcome)) in arrivals.iter().enumerate() {
+            let text = match &outcome {
+                Ok(message) => message.clone(),
+                Err(message) => format!("refused: {message}"),
+            };
+            println!("  [{}/{count}] withdrawal {racer}: {text}", finished + 1);
+            succeeded += usize::from(outcome.is_ok());
+        }
+        succeeded
     });
-    let succeeded = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
     let after = balance::balance(store.as_ref(), account)?;
     println!(
-        "{count} withdrawals of {amount} at once from {account} (balance {before}): \
-         {succeeded} succeeded, {} refused; balance now {after}",
+        "{succeeded} succeeded, {} refused; balance now {after}",
         count - succeeded
     );
-    if after < 0 || before - after != succeeded as i64 * amount {
+    let withdrawn = i128::from(before) - i128::from(after);
+    let expected = i128::from(amount) * i128::try_from(succeeded).unwrap_or(i128::MAX);
+    if after < 0 || withdrawn != expected {
         return Err("overdraft or lost update: this must never happen".to_owned());
     }
     Ok(())
@@ -168,7 +295,7 @@ fn demo() -> Result<(), String> {
     ];
     for words in script {
         println!("$ bank {}", words.join(" "));
-        if let Err(message) = run(Arc::clone(&store), words) {
+        if let Err(message) = command_of(words).and_then(|command| run(&store, command)) {
             println!("refused: {message}");
         }
     }

@@ -16,7 +16,7 @@ pub(crate) fn withdraw(
         if !open_account::is_open(&seen.event_records) {
             return Err(format!("account {account} is not open"));
         }
-        let available = balance::fold(account, &seen.event_records);
+        let available = balance::fold(account, &seen.event_records)?;
         if available < amount {
             return Err(format!(
                 "{account} has {available}, cannot withdraw {amount}"
