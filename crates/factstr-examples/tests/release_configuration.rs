@@ -358,7 +358,12 @@ fn every_platform_package_has_its_target_dependency_and_publish_build() {
         "one failing platform must not cancel the others"
     );
 
+    let readme = read("factstr-node/README.md");
     for platform in &platforms {
+        assert!(
+            readme.contains(platform.as_str()),
+            "factstr-node/README.md does not name {platform}"
+        );
         let package = json(&format!("factstr-node/npm/{platform}/package.json"));
         assert_eq!(package["name"], format!("@factstr/factstr-node-{platform}"));
         let binary = format!("factstr-node.{platform}.node");
