@@ -28,23 +28,59 @@ pub mod durable_streams;
 pub mod filters;
 pub mod fixtures_0_5;
 pub mod live_streams;
+pub mod paging;
 pub mod payload_predicates;
 pub mod persistent;
 pub mod query;
 pub mod runtime;
 pub mod stopping;
 pub mod support;
+pub mod through_async;
 
 /// Expands every conformance case as a `#[test]` running against the stores
-/// made by `$new_store` (a function or closure returning a fresh store).
+/// made by `$new_store` (a function or closure returning a fresh store)
+/// through the sync [`EventStore`](factstr::EventStore) API.
 ///
 /// The tests land in a module `conformance` with one submodule per area, so
 /// they show up as `conformance::append::appends_get_consecutive_...`.
 #[macro_export]
 macro_rules! conformance_tests {
     ($new_store:expr) => {
-        $crate::__conformance_cases! {
-            $new_store;
+        $crate::__conformance_case_list! { __conformance_cases { conformance, $new_store } }
+    };
+}
+
+/// Expands every conformance case again through the store's
+/// [`AsyncEventStore`](factstr::AsyncEventStore) API, once on a multi-thread
+/// and once on a current-thread tokio runtime (see [`through_async`]), in
+/// modules `async_multi_thread` and `async_current_thread`.
+#[macro_export]
+macro_rules! async_conformance_tests {
+    ($new_store:expr) => {
+        $crate::__conformance_case_list! { __conformance_cases {
+            async_multi_thread,
+            || $crate::through_async::ThroughAsync::new(
+                ($new_store)(),
+                $crate::through_async::Flavor::MultiThread,
+            )
+        } }
+        $crate::__conformance_case_list! { __conformance_cases {
+            async_current_thread,
+            || $crate::through_async::ThroughAsync::new(
+                ($new_store)(),
+                $crate::through_async::Flavor::CurrentThread,
+            )
+        } }
+    };
+}
+
+/// The one list of cases, handed to `$callback`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_case_list {
+    ($callback:ident { $($arguments:tt)* }) => {
+        $crate::$callback! {
+            { $($arguments)* };
             append: [
                 appends_get_consecutive_sequence_numbers_starting_at_one,
                 append_returns_the_committed_range_and_count,
@@ -58,6 +94,13 @@ macro_rules! conformance_tests {
                 too_deeply_nested_payload_is_invalid_input,
                 event_type_longer_than_the_shared_limit_is_invalid_input,
                 failed_append_consumes_no_sequence_number,
+            ],
+            paging: [
+                a_page_holds_at_most_the_limit_and_the_next_continues_after_it,
+                pages_of_a_filtered_query_agree_with_the_whole_query,
+                query_pages_of_nothing_yield_no_page,
+                a_page_limit_of_zero_is_invalid_input,
+                a_page_context_version_guards_a_conditional_append,
             ],
             query: [
                 query_returns_records_in_ascending_sequence_order,
@@ -214,9 +257,9 @@ macro_rules! __persistent_cases {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
-    ($new_store:expr; $($area:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+    ({ $module:ident, $new_store:expr }; $($area:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
         #[allow(non_snake_case)]
-        mod conformance {
+        mod $module {
             $(
                 mod $area {
                     #[allow(unused_imports)]

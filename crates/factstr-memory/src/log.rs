@@ -93,7 +93,9 @@ impl LogState {
             .collect()
     }
 
-    pub(crate) fn query(&self, query: &EventQuery) -> QueryResult {
+    /// The records matching `query` after its cursor, at most `limit` of
+    /// them, and the context version.
+    pub(crate) fn query(&self, query: &EventQuery, limit: usize) -> QueryResult {
         let after = query.min_sequence_number.unwrap_or(0);
         let candidates = self.candidates(query);
         let event_records: Vec<EventRecord> = match &candidates {
@@ -104,6 +106,7 @@ impl LogState {
                 self.records[start..]
                     .iter()
                     .filter(|record| query.matches_record(record))
+                    .take(limit)
                     .cloned()
                     .collect()
             }
@@ -113,6 +116,7 @@ impl LogState {
                     .iter()
                     .map(|&sequence| self.record(sequence))
                     .filter(|record| query.matches_record(record))
+                    .take(limit)
                     .cloned()
                     .collect()
             }

@@ -6,8 +6,8 @@ use factstr::backend::{
 };
 use factstr::backend::{Condition, sync, validation};
 use factstr::{
-    AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
-    HandleStream, NewEvent, QueryResult,
+    AppendResult, AsyncEventStore, DurableStream, EventQuery, EventStore, EventStoreError,
+    EventStream, HandleStream, NewEvent, QueryResult, StoreFuture,
 };
 
 use crate::log::{LogState, PreparedBatch};
@@ -80,7 +80,17 @@ impl std::fmt::Debug for MemoryStore {
 impl EventStore for MemoryStore {
     fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError> {
         validation::validate_query(event_query)?;
-        Ok(self.shared.read().query(event_query))
+        Ok(self.shared.read().query(event_query, usize::MAX))
+    }
+
+    fn query_page(
+        &self,
+        event_query: &EventQuery,
+        limit: usize,
+    ) -> Result<QueryResult, EventStoreError> {
+        validation::validate_query(event_query)?;
+        validation::validate_page_limit(limit)?;
+        Ok(self.shared.read().query(event_query, limit))
     }
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
@@ -141,6 +151,87 @@ impl EventStore for MemoryStore {
         self.shared
             .dispatcher
             .stream_to_durable(self.log(), durable_stream, event_query, handle)
+    }
+}
+
+/// Memory answers at once: no method waits for I/O, and a durable
+/// registration waits only for its replay's handlers.
+impl AsyncEventStore for MemoryStore {
+    fn query<'a>(&'a self, event_query: &'a EventQuery) -> StoreFuture<'a, QueryResult> {
+        Box::pin(std::future::ready(EventStore::query(self, event_query)))
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        limit: usize,
+    ) -> StoreFuture<'a, QueryResult> {
+        Box::pin(std::future::ready(EventStore::query_page(
+            self,
+            event_query,
+            limit,
+        )))
+    }
+
+    fn append(&self, new_events: Vec<NewEvent>) -> StoreFuture<'_, AppendResult> {
+        Box::pin(std::future::ready(EventStore::append(self, new_events)))
+    }
+
+    fn append_if<'a>(
+        &'a self,
+        new_events: Vec<NewEvent>,
+        context_query: &'a EventQuery,
+        expected_context_version: Option<u64>,
+    ) -> StoreFuture<'a, AppendResult> {
+        Box::pin(std::future::ready(EventStore::append_if(
+            self,
+            new_events,
+            context_query,
+            expected_context_version,
+        )))
+    }
+
+    fn stream_all(&self, handle: HandleStream) -> StoreFuture<'_, EventStream> {
+        Box::pin(std::future::ready(EventStore::stream_all(self, handle)))
+    }
+
+    fn stream_to<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        Box::pin(std::future::ready(EventStore::stream_to(
+            self,
+            event_query,
+            handle,
+        )))
+    }
+
+    fn stream_all_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        let registration =
+            self.shared
+                .dispatcher
+                .start_durable(self.log(), durable_stream, None, handle);
+        Box::pin(async move { registration?.replayed().await })
+    }
+
+    fn stream_to_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        event_query: &'a EventQuery,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        let registration = self.shared.dispatcher.start_durable(
+            self.log(),
+            durable_stream,
+            Some(event_query),
+            handle,
+        );
+        Box::pin(async move { registration?.replayed().await })
     }
 }
 

@@ -5,9 +5,11 @@
 #![cfg_attr(not(doctest), doc = include_str!("../README.md"))]
 #![forbid(unsafe_code)]
 
+mod async_store;
 mod error;
 mod event;
 mod matching;
+mod paging;
 mod query;
 mod store;
 mod stream;
@@ -15,9 +17,11 @@ mod stream;
 #[doc(hidden)]
 pub mod backend;
 
+pub use async_store::{AsyncEventStore, StoreFuture, query_pages};
 pub use error::EventStoreError;
 pub use event::{EventRecord, NewEvent};
 pub use matching::payload_matches;
+pub use paging::QueryPages;
 pub use query::{AppendResult, EventFilter, EventQuery, QueryResult};
 pub use store::EventStore;
 pub use stream::{

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use crate::paging::{self, QueryPages};
 use crate::{
     AppendResult, DurableStream, EventQuery, EventStoreError, EventStream, HandleStream, NewEvent,
     QueryResult,
@@ -128,6 +129,38 @@ pub trait EventStore {
     /// `min_sequence_number`, with the context version of its filters.
     fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError>;
 
+    /// Returns at most `limit` records matching `event_query` after its
+    /// `min_sequence_number`, with the context version of its filters (as
+    /// [`query`](Self::query) would give it): one page of a read that goes
+    /// on with `min_sequence_number` set to the page's
+    /// `last_returned_sequence_number`. Memory stays bounded by `limit`
+    /// whatever the size of the log, and the context version can be used
+    /// for [`append_if`](Self::append_if) as with `query`.
+    ///
+    /// A `limit` of 0 is [`InvalidInput`](EventStoreError::InvalidInput).
+    /// The provided implementation reads the whole result with `query` and
+    /// keeps the first `limit` records, so stores written before this method
+    /// existed keep compiling; the stores of this workspace read no further
+    /// than the page.
+    fn query_page(
+        &self,
+        event_query: &EventQuery,
+        limit: usize,
+    ) -> Result<QueryResult, EventStoreError> {
+        paging::check_limit(limit)?;
+        Ok(paging::truncated(self.query(event_query)?, limit))
+    }
+
+    /// The pages of `event_query`, `page_size` records each at most, read
+    /// one [`query_page`](Self::query_page) at a time (for `&dyn
+    /// EventStore`, use [`QueryPages::new`]).
+    fn query_pages(&self, event_query: &EventQuery, page_size: usize) -> QueryPages<'_, Self>
+    where
+        Self: Sized,
+    {
+        QueryPages::new(self, event_query, page_size)
+    }
+
     /// Appends `new_events` as one committed batch.
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError>;
 
@@ -176,6 +209,13 @@ macro_rules! forward_event_store {
         impl<S: EventStore + ?Sized> EventStore for $pointer {
             fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError> {
                 (**self).query(event_query)
+            }
+            fn query_page(
+                &self,
+                event_query: &EventQuery,
+                limit: usize,
+            ) -> Result<QueryResult, EventStoreError> {
+                (**self).query_page(event_query, limit)
             }
             fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
                 (**self).append(new_events)

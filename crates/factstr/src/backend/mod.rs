@@ -30,7 +30,7 @@ pub use condition::{Condition, newest_match_in_group};
 pub use cursors::{PendingCursors, decode_durable_query, encode_durable_query};
 pub use dispatch::{
     BatchReadRequest, CLOSE_PATIENCE, CommittedBatchPage, CommittedLog, DurableStreamState,
-    MAX_QUEUED_EVENTS, READ_PAGE_EVENTS, STOPPING_STREAM_PATIENCE, StreamDispatcher,
+    MAX_QUEUED_EVENTS, READ_PAGE_EVENTS, Registration, STOPPING_STREAM_PATIENCE, StreamDispatcher,
     normalized_stream_query,
 };
 pub use hash::{fnv1a_64, fnv1a_64_parts};

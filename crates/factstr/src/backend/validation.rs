@@ -91,6 +91,11 @@ pub fn validate_query(query: &EventQuery) -> Result<(), EventStoreError> {
     validate_predicates(query)
 }
 
+/// Checks the limit of a page read (`query_page`): at least 1.
+pub fn validate_page_limit(limit: usize) -> Result<(), EventStoreError> {
+    crate::paging::check_limit(limit)
+}
+
 /// Checks a stream's query (its `min_sequence_number` is ignored).
 pub fn validate_stream_query(query: &EventQuery) -> Result<(), EventStoreError> {
     validate_predicates(query)

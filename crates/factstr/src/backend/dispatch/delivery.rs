@@ -1,7 +1,7 @@
 //! The delivery of one stream, on its own thread: queued batches, reads
 //! from storage, the handler, durable cursors, and the end of the stream.
 
-use std::sync::mpsc::SyncSender;
+use futures::channel::oneshot;
 use std::sync::{Arc, Weak};
 
 use super::handler::{StreamRuntime, run_handler};
@@ -20,7 +20,7 @@ pub(super) struct Delivery {
     /// Every batch up to here was handled (or did not concern this stream).
     pub(super) handled_through: u64,
     /// Set while a durable registration waits for its replay.
-    pub(super) registration: Option<SyncSender<Result<(), EventStoreError>>>,
+    pub(super) registration: Option<oneshot::Sender<Result<(), EventStoreError>>>,
     /// Why the replay failed, sent to the registration once the name is free.
     pub(super) replay_error: Option<EventStoreError>,
     pub(super) backoff: Backoff,

@@ -52,8 +52,8 @@ mod log;
 mod registry;
 mod subscription;
 
+use futures::channel::oneshot;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -165,7 +165,7 @@ impl StreamDispatcher {
         log: Arc<dyn CommittedLog>,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
-        self.subscribe(log, None, None, handle)
+        self.start(log, None, None, handle)?.wait()
     }
 
     /// Registers a live stream of the events matching `query` in each future
@@ -177,7 +177,7 @@ impl StreamDispatcher {
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
         validation::validate_stream_query(query)?;
-        self.subscribe(log, Some(query), None, handle)
+        self.start(log, Some(query), None, handle)?.wait()
     }
 
     /// Registers a durable stream of every committed batch after its cursor.
@@ -188,8 +188,8 @@ impl StreamDispatcher {
         durable_stream: &DurableStream,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
-        validation::validate_durable_stream(durable_stream)?;
-        self.subscribe(log, None, Some(durable_stream.name()), handle)
+        self.start_durable(log, durable_stream, None, handle)?
+            .wait()
     }
 
     /// Registers a durable stream of the events matching `query` after its
@@ -201,9 +201,27 @@ impl StreamDispatcher {
         query: &EventQuery,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
+        self.start_durable(log, durable_stream, Some(query), handle)?
+            .wait()
+    }
+
+    /// Starts a durable stream (of the events matching `query`, or of every
+    /// event) without waiting for its replay: the returned [`Registration`]
+    /// waits, blocking ([`Registration::wait`]) or async
+    /// ([`Registration::replayed`]). Claiming the name and reading the
+    /// cursor happen here, through the [`CommittedLog`].
+    pub fn start_durable(
+        &self,
+        log: Arc<dyn CommittedLog>,
+        durable_stream: &DurableStream,
+        query: Option<&EventQuery>,
+        handle: HandleStream,
+    ) -> Result<Registration, EventStoreError> {
         validation::validate_durable_stream(durable_stream)?;
-        validation::validate_stream_query(query)?;
-        self.subscribe(log, Some(query), Some(durable_stream.name()), handle)
+        if let Some(query) = query {
+            validation::validate_stream_query(query)?;
+        }
+        self.start(log, query, Some(durable_stream.name()), handle)
     }
 
     /// Closes the dispatcher: refuses new registrations and publications,
@@ -265,13 +283,13 @@ impl StreamDispatcher {
         }
     }
 
-    fn subscribe(
+    fn start(
         &self,
         log: Arc<dyn CommittedLog>,
         query: Option<&EventQuery>,
         durable_name: Option<&str>,
         handle: HandleStream,
-    ) -> Result<EventStream, EventStoreError> {
+    ) -> Result<Registration, EventStoreError> {
         let runtime = handler::StreamRuntime::new().map_err(|error| {
             EventStoreError::backend(format!("cannot start a stream's runtime: {error}"))
         })?;
@@ -322,7 +340,7 @@ impl StreamDispatcher {
             (subscription, backlog, handled_through)
         };
 
-        let (registered_tx, registered_rx) = sync_channel(1);
+        let (registered_tx, registered_rx) = oneshot::channel();
         let delivery = Delivery {
             core: Arc::downgrade(&self.core),
             subscription: Arc::clone(&subscription),
@@ -355,19 +373,10 @@ impl StreamDispatcher {
             stop_handle(Arc::downgrade(&self.core), Arc::clone(&subscription)),
             Arc::clone(&subscription.status),
         );
-        if backlog.is_some() {
-            match registered_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(error),
-                Err(_) => {
-                    return Err(EventStoreError::backend(format!(
-                        "stream {} stopped before its replay finished",
-                        subscription.id
-                    )));
-                }
-            }
-        }
-        Ok(stream)
+        Ok(Registration {
+            stream,
+            replayed: backlog.map(|_| registered_rx),
+        })
     }
 
     /// Claims `name` here and in the store, checks its stored query, and
@@ -406,6 +415,47 @@ impl StreamDispatcher {
                 Err(error)
             }
         }
+    }
+}
+
+/// A stream whose registration may still be replaying stored batches.
+#[must_use = "a registration does nothing until waited for; dropping it ends the stream"]
+#[derive(Debug)]
+pub struct Registration {
+    stream: EventStream,
+    replayed: Option<oneshot::Receiver<Result<(), EventStoreError>>>,
+}
+
+impl Registration {
+    /// Blocks the calling thread until the replay has finished (at once for
+    /// a live stream or a durable stream with nothing to replay).
+    pub fn wait(self) -> Result<EventStream, EventStoreError> {
+        let Some(replayed) = self.replayed else {
+            return Ok(self.stream);
+        };
+        finish(self.stream, futures::executor::block_on(replayed))
+    }
+
+    /// Completes once the replay has finished, without blocking a thread.
+    pub async fn replayed(self) -> Result<EventStream, EventStoreError> {
+        let Some(replayed) = self.replayed else {
+            return Ok(self.stream);
+        };
+        finish(self.stream, replayed.await)
+    }
+}
+
+fn finish(
+    stream: EventStream,
+    replayed: Result<Result<(), EventStoreError>, oneshot::Canceled>,
+) -> Result<EventStream, EventStoreError> {
+    match replayed {
+        Ok(Ok(())) => Ok(stream),
+        Ok(Err(error)) => Err(error),
+        Err(oneshot::Canceled) => Err(EventStoreError::backend(format!(
+            "stream {} stopped before its replay finished",
+            stream.id()
+        ))),
     }
 }
 
