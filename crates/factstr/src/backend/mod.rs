@@ -20,5 +20,6 @@ pub use clock::commit_timestamp;
 pub use committed::committed_batch;
 pub use dispatch::{
     BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
+    StreamStopSignal,
 };
 pub use retry::Backoff;

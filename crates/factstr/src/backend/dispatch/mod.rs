@@ -57,6 +57,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use handler::StreamStopSignal;
 pub use log::{
     BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, normalized_stream_query,
 };
@@ -310,6 +311,7 @@ impl StreamDispatcher {
                 state: Mutex::new(DeliveryState::new(head, backlog)),
                 wake: tokio::sync::Notify::new(),
                 delivery_thread: OnceLock::new(),
+                stop_requested: tokio::sync::watch::Sender::new(false),
                 status: Arc::new(StreamStatus::default()),
             });
             registry.subscriptions.push(Arc::clone(&subscription));
