@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use factstr::backend::{CommittedLog, StreamDispatcher, validation};
+use factstr::backend::{CommittedLog, StreamDispatcher, StreamStopSignal, validation};
 use factstr::{
     AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
     HandleStream, NewEvent, QueryResult, StreamHandlerError,
@@ -190,7 +190,9 @@ impl PostgresStore {
             );
             async move {
                 if !durable.is_confirmed(&name) {
-                    let confirmation = runtime.spawn(async move { durable.confirm(&name).await });
+                    let stop = StreamStopSignal::current();
+                    let confirmation =
+                        runtime.spawn(async move { durable.confirm(&name, stop).await });
                     match confirmation.await {
                         Ok(Ok(())) => {}
                         Ok(Err(message)) => return Err(StreamHandlerError::new(message)),
