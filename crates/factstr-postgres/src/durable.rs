@@ -158,20 +158,24 @@ impl DurableStreams {
              UNION ALL SELECT query, cursor FROM {table} WHERE name = $1",
             table = inner.names.durable_streams
         );
-        let (stored_query, stored_cursor): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        // The handled position is the stored cursor or, greater, one this
+        // process recorded and did not write yet. A cursor write under way
+        // has taken its cursors out of the record and not stored them yet:
+        // reading both while no write runs finds the position in one of them.
+        let writing = inner.cursor_writing.lock().await;
+        let stored: Result<(String, i64), sqlx::Error> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .bind(&query_json)
             .fetch_one(&mut session)
-            .await
-            .map_err(failed)?;
+            .await;
+        let pending = lock(&inner.pending_cursors).get(name).copied().unwrap_or(0);
+        drop(writing);
+        let (stored_query, stored_cursor) = stored.map_err(failed)?;
         let stored_query: EventQuery = serde_json::from_str(&stored_query).map_err(|error| {
             EventStoreError::backend(format!(
                 "the stored query of durable stream `{name}` is not readable: {error}"
             ))
         })?;
-        // A cursor this process recorded but did not write yet is handled
-        // progress too.
-        let pending = lock(&inner.pending_cursors).get(name).copied().unwrap_or(0);
         let cursor = from_database(stored_cursor).max(pending);
         let claim = Arc::new(Claim {
             key,

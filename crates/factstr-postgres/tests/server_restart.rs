@@ -145,41 +145,29 @@ fn streams_resume_without_loss_or_duplicates_after_the_server_restarts() {
 /// makes the next handler call check the claim.
 const CLAIM_TRUSTED_FOR: Duration = Duration::from_millis(1_200);
 
-#[test]
-fn a_durable_stream_unsubscribed_during_an_outage_stops_and_registers_again_after_the_restart() {
-    let mut server = PrivateServer::start();
-    let schema = server.new_schema("unsubscribed_while_down");
-    let options = test_options().connect_timeout(Duration::from_secs(1));
-    let store = server.store_in(&schema, options);
-    let durable_stream = DurableStream::new("unsubscribed-while-down");
-    let deliveries = Deliveries::new();
-    let first_batch_handled = Gate::new();
-    let handler = {
-        let (deliveries, gate) = (Arc::clone(&deliveries), Arc::clone(&first_batch_handled));
-        HandleStream::new(move |batch: Vec<EventRecord>| {
-            let first = batch[0].sequence_number;
-            deliveries.record(batch);
-            if first == 1 {
-                gate.wait();
-            }
-            async { Ok(()) }
-        })
-    };
-    let stream = store.stream_all_durable(&durable_stream, handler).unwrap();
-    store.append(numbered("a", 1)).unwrap();
-    deliveries.wait_for_sequence(1);
-    // Batch 2 is committed and queued while the handler is still busy with
-    // batch 1; its delivery needs the claim confirmed, with the server down.
-    store.append(numbered("a", 1)).unwrap();
-    server.stop();
-    std::thread::sleep(CLAIM_TRUSTED_FOR);
-    first_batch_handled.open();
-    stream.unsubscribe();
+/// A durable stream that records each batch in `deliveries` and holds its
+/// handler at the batch starting at 1 until `gate` opens.
+fn held_at_first_batch(
+    store: &PostgresStore,
+    name: &str,
+    deliveries: &Arc<Deliveries>,
+    gate: &Arc<Gate>,
+) -> factstr::EventStream {
+    let (deliveries, gate) = (Arc::clone(deliveries), Arc::clone(gate));
+    let handler = HandleStream::new(move |batch: Vec<EventRecord>| {
+        let first = batch[0].sequence_number;
+        deliveries.record(batch);
+        if first == 1 {
+            gate.wait();
+        }
+        async { Ok(()) }
+    });
+    store
+        .stream_all_durable(&DurableStream::new(name), handler)
+        .unwrap()
+}
 
-    eventually(
-        "the unsubscribed stream stopping while the server is down",
-        || !stream.is_running(),
-    );
+fn expect_stopped_before_the_unconfirmed_batch(stream: &factstr::EventStream) {
     match stream.stop_reason() {
         Some(StreamStopReason::HandlerFailed {
             first_sequence_number: 2,
@@ -187,18 +175,64 @@ fn a_durable_stream_unsubscribed_during_an_outage_stops_and_registers_again_afte
         }) => assert!(message.contains("unreachable"), "{message}"),
         other => panic!("expected HandlerFailed at 2, got {other:?}"),
     }
-    assert_eq!(shapes(&deliveries.batches()), vec![vec![1]]);
+}
+
+#[test]
+fn durable_streams_stopped_during_an_outage_stop_and_register_again_after_the_restart() {
+    let mut server = PrivateServer::start();
+    let schema = server.new_schema("stopped_while_down");
+    let options = test_options().connect_timeout(Duration::from_secs(1));
+    let store = server.store_in(&schema, options.clone());
+    let closed_store = server.store_in(&schema, options);
+    let first_batch_handled = Gate::new();
+    let (unsubscribed, closed) = (Deliveries::new(), Deliveries::new());
+    let unsubscribed_stream =
+        held_at_first_batch(&store, "unsubscribed", &unsubscribed, &first_batch_handled);
+    let closed_stream = held_at_first_batch(&closed_store, "closed", &closed, &first_batch_handled);
+    store.append(numbered("a", 1)).unwrap();
+    unsubscribed.wait_for_sequence(1);
+    closed.wait_for_sequence(1);
+    // Batch 2 is committed and queued while the handlers are still busy
+    // with batch 1; its delivery needs the claims confirmed, with the
+    // server down.
+    store.append(numbered("a", 1)).unwrap();
+    // Registering a live stream publishes what was committed before it: the
+    // other store's stream has batch 2 queued too.
+    drop(closed_store.stream_all(Deliveries::new().handler()).unwrap());
+    server.stop();
+    std::thread::sleep(CLAIM_TRUSTED_FOR);
+    first_batch_handled.open();
+    unsubscribed_stream.unsubscribe();
+    drop(closed_store);
+
+    // Closing waited for its stream, which stopped without the server.
+    assert!(!closed_stream.is_running());
+    expect_stopped_before_the_unconfirmed_batch(&closed_stream);
+    eventually(
+        "the unsubscribed stream stopping while the server is down",
+        || !unsubscribed_stream.is_running(),
+    );
+    expect_stopped_before_the_unconfirmed_batch(&unsubscribed_stream);
+    assert_eq!(shapes(&unsubscribed.batches()), vec![vec![1]]);
+    assert_eq!(shapes(&closed.batches()), vec![vec![1]]);
     expect_backend_failure(
         "registering the name again",
-        store.stream_all_durable(&durable_stream, deliveries.handler()),
+        store.stream_all_durable(&DurableStream::new("unsubscribed"), unsubscribed.handler()),
     );
 
     server.start_again();
     let resumed = Deliveries::new();
     let _resumed = store
-        .stream_all_durable(&durable_stream, resumed.handler())
+        .stream_all_durable(&DurableStream::new("unsubscribed"), resumed.handler())
         .unwrap();
     assert_eq!(shapes(&resumed.batches()), vec![vec![2]]);
+    // The closed store could not write the cursor of batch 1 while the
+    // server was down: batch 1 is delivered again, never skipped.
+    let resumed = Deliveries::new();
+    let _resumed = store
+        .stream_all_durable(&DurableStream::new("closed"), resumed.handler())
+        .unwrap();
+    assert_eq!(shapes(&resumed.batches()), vec![vec![1], vec![2]]);
 }
 
 /// One append of a fault test's appender: its tag, and how it ended.
