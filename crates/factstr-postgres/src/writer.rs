@@ -206,16 +206,14 @@ impl Writer {
         }
         let (occurred_at, decisions) = match outcome {
             Ok(decided) => decided,
-            Err(Failure::RowsRefused) => {
-                // Only `Together` reports it, and it was handled above.
-                let error =
-                    EventStoreError::backend("PostgreSQL refused the events of a group of appends");
-                for request in group {
-                    let _ = request.reply.send(Err(error.clone()));
-                }
-                return;
-            }
-            Err(Failure::BeforeCommit(error, _)) | Err(Failure::AtCommit(error)) => {
+            Err(failure) => {
+                let error = match failure {
+                    Failure::BeforeCommit(error, _) | Failure::AtCommit(error) => error,
+                    // Only `Together` reports it, and that was retried above.
+                    Failure::RowsRefused => EventStoreError::backend(
+                        "PostgreSQL refused the events of a group of appends",
+                    ),
+                };
                 // The connection's state is unknown: use a new one next time.
                 self.connection = None;
                 for request in group {

@@ -198,7 +198,11 @@ fn durable_streams_stopped_during_an_outage_stop_and_register_again_after_the_re
     store.append(numbered("a", 1)).unwrap();
     // Registering a live stream publishes what was committed before it: the
     // other store's stream has batch 2 queued too.
-    drop(closed_store.stream_all(Deliveries::new().handler()).unwrap());
+    drop(
+        closed_store
+            .stream_all(Deliveries::new().handler())
+            .unwrap(),
+    );
     server.stop();
     std::thread::sleep(CLAIM_TRUSTED_FOR);
     first_batch_handled.open();
