@@ -22,7 +22,7 @@
 //! [`CommittedLog`] trait), `registry` (published position, registered
 //! streams, durable names, running deliveries), `subscription` (one stream's
 //! queue and stop request), `delivery` (the loop on the stream's thread) and
-//! `handler` (running one handler call).
+//! `handler` (running one handler call, with its stream's stop signal).
 //!
 //! Each stream has a queue (bounded by [`MAX_QUEUED_EVENTS`]), its own thread
 //! and its own tokio current-thread runtime, so a handler that blocks, or
