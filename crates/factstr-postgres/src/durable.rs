@@ -11,10 +11,14 @@
 //! name. So before each handler call the stream's handler wrapper checks the
 //! claim: when it was not confirmed within [`CLAIM_CHECK_INTERVAL`], or a
 //! connection loss was seen since, it pings the claim's connection; a dead
-//! connection is replaced and the lock taken again. If another process holds
-//! the lock by then, the handler call fails, which stops the stream and
-//! keeps its cursor (the shared dispatcher's rule for failed durable
-//! handlers), so two processes never run the same durable stream.
+//! connection is replaced and the lock taken again, retrying while the server
+//! is unreachable. If another process holds the lock by then, the handler
+//! call fails, which stops the stream and keeps its cursor (the shared
+//! dispatcher's rule for failed durable handlers), so two processes never
+//! run the same durable stream. The retries end, failing the call the same
+//! way, once the stream is asked to stop (the call's `StreamStopSignal`):
+//! an unsubscribed stream, or one whose store closes, must not wait for the
+//! server to come back before it stops and frees its name.
 //!
 //! # Cursors
 //!
@@ -28,10 +32,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use factstr::backend::DurableStreamState;
+use factstr::backend::sync::lock;
+use factstr::backend::{Backoff, DurableStreamState, StreamStopSignal};
 use factstr::{EventQuery, EventStoreError};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::runtime::Handle;
@@ -47,8 +52,6 @@ const CLAIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause between cursor writes, so that progress made meanwhile is written
 /// together.
 const CURSOR_WRITE_PAUSE: Duration = Duration::from_millis(10);
-const RETRY_DELAY_FIRST: Duration = Duration::from_millis(50);
-const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
 
 /// The durable streams of one store. Cheap to clone.
 #[derive(Clone)]
@@ -155,20 +158,24 @@ impl DurableStreams {
              UNION ALL SELECT query, cursor FROM {table} WHERE name = $1",
             table = inner.names.durable_streams
         );
-        let (stored_query, stored_cursor): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        // The handled position is the stored cursor or, greater, one this
+        // process recorded and did not write yet. A cursor write under way
+        // has taken its cursors out of the record and not stored them yet:
+        // reading both while no write runs finds the position in one of them.
+        let writing = inner.cursor_writing.lock().await;
+        let stored: Result<(String, i64), sqlx::Error> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .bind(&query_json)
             .fetch_one(&mut session)
-            .await
-            .map_err(failed)?;
+            .await;
+        let pending = lock(&inner.pending_cursors).get(name).copied().unwrap_or(0);
+        drop(writing);
+        let (stored_query, stored_cursor) = stored.map_err(failed)?;
         let stored_query: EventQuery = serde_json::from_str(&stored_query).map_err(|error| {
             EventStoreError::backend(format!(
                 "the stored query of durable stream `{name}` is not readable: {error}"
             ))
         })?;
-        // A cursor this process recorded but did not write yet is handled
-        // progress too.
-        let pending = lock(&inner.pending_cursors).get(name).copied().unwrap_or(0);
         let cursor = from_database(stored_cursor).max(pending);
         let claim = Arc::new(Claim {
             key,
@@ -263,8 +270,15 @@ impl DurableStreams {
     /// Makes sure this process still holds the lock of `name`: pings the
     /// claim's session and, when it died, takes the lock again on a new one
     /// (waiting for the server while it is unreachable). Fails when another
-    /// process holds the lock, or the stream was closed.
-    pub(crate) async fn confirm(&self, name: &str) -> Result<(), String> {
+    /// process holds the lock, when the stream was closed, and when an
+    /// attempt failed after the stream was asked to stop (`stop`): a stopping
+    /// stream does not wait for the server, so it stops, and frees its name,
+    /// during an outage.
+    pub(crate) async fn confirm(
+        &self,
+        name: &str,
+        stop: Option<StreamStopSignal>,
+    ) -> Result<(), String> {
         let inner = &self.inner;
         let Some(claim) = lock(&inner.claims).get(name).cloned() else {
             return Err(format!("durable stream `{name}` is not open in this store"));
@@ -286,7 +300,7 @@ impl DurableStreams {
             );
         }
         *session = None;
-        let mut delay = RETRY_DELAY_FIRST;
+        let mut backoff = Backoff::new();
         loop {
             if claim.released.load(Ordering::SeqCst) {
                 return Err(format!("durable stream `{name}` was closed"));
@@ -329,8 +343,22 @@ impl DurableStreams {
                     tracing::warn!(durable_stream = name, %error, "cannot reach PostgreSQL to take a durable stream's lock again; retrying");
                 }
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(RETRY_DELAY_MAX);
+            if stop.as_ref().is_some_and(StreamStopSignal::is_requested) {
+                return Err(format!(
+                    "durable stream `{name}` was asked to stop while PostgreSQL was unreachable, \
+                     before its lock could be confirmed; it stops before this batch, which \
+                     registering the name again delivers"
+                ));
+            }
+            let delay = backoff.next_delay();
+            match &stop {
+                // The next round sees the stop request and gives up.
+                Some(stop) => tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.requested() => {}
+                },
+                None => tokio::time::sleep(delay).await,
+            }
         }
     }
 
@@ -338,11 +366,11 @@ impl DurableStreams {
     pub(crate) async fn write_cursors(self) {
         loop {
             self.inner.cursors_advanced.notified().await;
-            let mut delay = RETRY_DELAY_FIRST;
+            let mut backoff = Backoff::new();
             while let Err(error) = self.write_all_cursors().await {
+                let delay = backoff.next_delay();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "writing durable cursors failed; retrying");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_DELAY_MAX);
             }
             tokio::time::sleep(CURSOR_WRITE_PAUSE).await;
         }
@@ -431,10 +459,4 @@ impl Claim {
 /// Ends a claim's session, which releases its advisory lock.
 async fn close_session(session: PgConnection) {
     let _ = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
-}
-
-/// Locks `mutex`, recovering the data if a thread panicked while holding it
-/// (every critical section here leaves the data consistent).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

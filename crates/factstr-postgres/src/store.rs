@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use factstr::backend::{CommittedLog, StreamDispatcher, validation};
+use factstr::backend::{CommittedLog, StreamDispatcher, StreamStopSignal, validation};
 use factstr::{
     AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
     HandleStream, NewEvent, QueryResult, StreamHandlerError,
@@ -52,9 +52,32 @@ const MAX_DATABASE_NAME_BYTES: usize = 63;
 /// inside another tokio runtime and from stream handlers, and never call
 /// `block_on` on the caller's thread. Appends go to one writer task that
 /// commits the appends waiting at the same moment in one transaction under
-/// a transaction-scoped advisory lock. A listener task receives the commit
-/// notifications of every process and is the only one to publish committed
-/// batches to the shared `StreamDispatcher`, in commit order.
+/// a transaction-scoped advisory lock, and hands each committed batch to the
+/// shared `StreamDispatcher` before it answers. A listener task receives the
+/// commit notifications of every process, and a publisher task reads and
+/// publishes the batches other processes committed, in commit order.
+///
+/// # Dropping
+///
+/// Dropping the store closes it on the dropping thread, in two bounded
+/// steps:
+///
+/// 1. its streams deliver the batches committed before the drop, for at
+///    most [`CLOSE_PATIENCE`](factstr::backend::dispatch::CLOSE_PATIENCE)
+///    (5 s) in all; a stream still busy then stops after its handler call
+///    in progress (a durable one resumes after its last written cursor);
+/// 2. the durable streams' last cursors are written and their names
+///    released, for at most 5 s; cursors not written by then (the server is
+///    unreachable) are lost, and their batches delivered again next time.
+///
+/// With no stream running it returns at once. The work stays on the
+/// dropping thread so that, when the drop returns, the cursors are stored
+/// and the names free for another process, also when the process exits
+/// right after. In async code the drop therefore blocks the runtime worker
+/// running it for up to those 10 s: drop the store inside
+/// `tokio::task::spawn_blocking` there. It never panics, inside a runtime of
+/// either flavour or outside one. A handler that drops the store of its own
+/// stream is not waited for.
 pub struct PostgresStore {
     log: Arc<PostgresLog>,
     appends: mpsc::UnboundedSender<AppendRequest>,
@@ -200,7 +223,9 @@ impl PostgresStore {
             );
             async move {
                 if !durable.is_confirmed(&name) {
-                    let confirmation = runtime.spawn(async move { durable.confirm(&name).await });
+                    let stop = StreamStopSignal::current();
+                    let confirmation =
+                        runtime.spawn(async move { durable.confirm(&name, stop).await });
                     match confirmation.await {
                         Ok(Ok(())) => {}
                         Ok(Err(message)) => return Err(StreamHandlerError::new(message)),
@@ -324,6 +349,7 @@ async fn start(
 }
 
 impl Drop for PostgresStore {
+    /// See "Dropping" in the type's documentation for what this waits for.
     fn drop(&mut self) {
         // Stop streams first: durable streams write their cursors and release
         // their locks through the runtime, which must still be running.

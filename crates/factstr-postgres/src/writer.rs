@@ -12,6 +12,14 @@
 //! inserted by one statement (arrays through `UNNEST`) that also sends the
 //! commit notification, so a group costs the same few round trips as a
 //! single append, and one commit.
+//!
+//! Each request succeeds or fails on its own, also when the database
+//! refuses rows (a constraint or trigger of the operator's, a value the
+//! server cannot hold): when the group's insert fails with such an error,
+//! the transaction is rolled back and the group committed again with every
+//! request decided and inserted in a savepoint of its own, so that only the
+//! requests whose rows were refused fail. A group of one request fails at
+//! once. The fast path carries no savepoint.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -109,15 +117,34 @@ enum Decision {
         expected: Option<u64>,
         actual: Option<u64>,
     },
+    /// The database refused the request's rows.
+    Refused(EventStoreError),
 }
 
 /// What went wrong with a group, and whether it may be tried again.
 enum Failure {
     /// Nothing was committed; on a lost connection the group may be retried.
     BeforeCommit(EventStoreError, bool),
+    /// The database refused the rows of some request of the group, and the
+    /// transaction was rolled back: commit the group again, each request on
+    /// its own.
+    RowsRefused,
     /// The commit itself failed: whether it took effect is unknown.
     AtCommit(EventStoreError),
 }
+
+/// How a group's requests are inserted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Insertion {
+    /// All accepted rows in one statement.
+    Together,
+    /// Each request decided and inserted in a savepoint of its own.
+    EachOnItsOwn,
+}
+
+/// The savepoint each request is inserted in when the group is committed
+/// again request by request.
+const REQUEST_SAVEPOINT: &str = "factstr_request";
 
 pub(crate) struct Writer {
     connector: Connector,
@@ -167,16 +194,26 @@ impl Writer {
     }
 
     async fn commit_group(&mut self, group: Vec<AppendRequest>) {
-        let mut outcome = self.try_commit(&group).await;
+        let mut outcome = self.try_commit(&group, Insertion::Together).await;
         if let Err(Failure::BeforeCommit(_, true)) = outcome {
             // The connection died before anything was committed (the server
             // restarted since the last append): once more on a new one.
             self.connection = None;
-            outcome = self.try_commit(&group).await;
+            outcome = self.try_commit(&group, Insertion::Together).await;
+        }
+        if let Err(Failure::RowsRefused) = outcome {
+            outcome = self.try_commit(&group, Insertion::EachOnItsOwn).await;
         }
         let (occurred_at, decisions) = match outcome {
             Ok(decided) => decided,
-            Err(Failure::BeforeCommit(error, _)) | Err(Failure::AtCommit(error)) => {
+            Err(failure) => {
+                let error = match failure {
+                    Failure::BeforeCommit(error, _) | Failure::AtCommit(error) => error,
+                    // Only `Together` reports it, and that was retried above.
+                    Failure::RowsRefused => EventStoreError::backend(
+                        "PostgreSQL refused the events of a group of appends",
+                    ),
+                };
                 // The connection's state is unknown: use a new one next time.
                 self.connection = None;
                 for request in group {
@@ -197,6 +234,7 @@ impl Writer {
                 Decision::Conflict { expected, actual } => {
                     Err(EventStoreError::ConditionalAppendConflict { expected, actual })
                 }
+                Decision::Refused(error) => Err(error),
                 Decision::Accepted { first, .. } => {
                     let (result, records) =
                         committed_batch(request.batch.events, first, occurred_at);
@@ -235,13 +273,9 @@ impl Writer {
     async fn try_commit(
         &mut self,
         group: &[AppendRequest],
+        insertion: Insertion,
     ) -> Result<(DateTime<Utc>, Vec<Decision>), Failure> {
-        let before = |what: &str| {
-            let what = what.to_owned();
-            move |error: sqlx::Error| {
-                Failure::BeforeCommit(database_failure(&what, &error), is_connection_lost(&error))
-            }
-        };
+        let names = Arc::clone(&self.names);
         let connection = match &mut self.connection {
             Some(connection) => connection,
             empty => {
@@ -258,12 +292,12 @@ impl Writer {
         // append committed before the lock was granted.
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "BEGIN; SELECT pg_advisory_xact_lock({})",
-            self.names.append_lock_key
+            names.append_lock_key
         )))
         .execute(&mut *connection)
         .await
         .map_err(before("cannot take the append lock"))?;
-        let snapshot = read_head_and_contexts(connection, &self.names, group)
+        let snapshot = read_head_and_contexts(connection, &names, group)
             .await
             .map_err(before(
                 "cannot read the last sequence number and the append contexts",
@@ -275,45 +309,69 @@ impl Writer {
 
         let mut decisions = Vec::with_capacity(group.len());
         let mut next = last_committed + 1;
-        for (request, stored_candidates) in group.iter().zip(snapshot.contexts) {
-            if let Some(condition) = &request.condition {
-                let actual = match newest_match_in_group(&condition.query, group, &decisions) {
-                    Some(sequence_number) => Some(sequence_number),
-                    None => stored_candidates
-                        .newest_match(connection, &self.names, &condition.query)
-                        .await
-                        .map_err(before("cannot check the context of a conditional append"))?,
-                };
-                if actual != condition.expected {
-                    decisions.push(Decision::Conflict {
-                        expected: condition.expected,
-                        actual,
-                    });
-                    continue;
-                }
-            }
-            let first = next;
-            let last = first + request.batch.len() as u64 - 1;
-            next = last + 1;
-            decisions.push(Decision::Accepted { first, last });
-        }
-        if next - 1 > MAX_SEQUENCE_NUMBER {
-            return Err(Failure::BeforeCommit(
-                EventStoreError::backend("the log has used up every sequence number"),
-                false,
-            ));
-        }
-        if next > last_committed + 1 {
-            insert(
-                &self.names,
+        let mut savepoint_open = false;
+        for (index, stored_candidates) in snapshot.contexts.iter().enumerate() {
+            let mut decision = decide(
                 connection,
+                &names,
                 group,
                 &decisions,
-                occurred_at,
-                next - 1,
+                index,
+                stored_candidates,
+                next,
             )
             .await
-            .map_err(before("cannot insert the appended events"))?;
+            .map_err(before("cannot check the context of a conditional append"))?;
+            if insertion == Insertion::EachOnItsOwn
+                && let Decision::Accepted { last, .. } = decision
+            {
+                if last > MAX_SEQUENCE_NUMBER {
+                    return Err(used_up());
+                }
+                if let Some(refused) = insert_on_its_own(
+                    &names,
+                    connection,
+                    &group[index],
+                    &decision,
+                    occurred_at,
+                    savepoint_open,
+                )
+                .await?
+                {
+                    decision = Decision::Refused(refused);
+                }
+                savepoint_open = true;
+            }
+            if let Decision::Accepted { last, .. } = decision {
+                next = last + 1;
+            }
+            decisions.push(decision);
+        }
+        if next - 1 > MAX_SEQUENCE_NUMBER {
+            return Err(used_up());
+        }
+        if insertion == Insertion::Together && next > last_committed + 1 {
+            let inserted =
+                insert(&names, connection, group, &decisions, occurred_at, next - 1).await;
+            if let Err(error) = inserted {
+                if is_connection_lost(&error) || !matches!(error, sqlx::Error::Database(_)) {
+                    return Err(before("cannot insert the appended events")(error));
+                }
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(before("cannot roll back an append the database refused"))?;
+                // A lone request fails on its own already. In a larger group
+                // any request may be the one refused, and a conditional
+                // append may have been decided against it.
+                return match decisions.as_mut_slice() {
+                    [only] => {
+                        *only = Decision::Refused(refused(&error));
+                        Ok((occurred_at, decisions))
+                    }
+                    _ => Err(Failure::RowsRefused),
+                };
+            }
         }
         sqlx::raw_sql("COMMIT")
             .execute(&mut *connection)
@@ -325,6 +383,112 @@ impl Writer {
                 ))
             })?;
         Ok((occurred_at, decisions))
+    }
+}
+
+/// A failure before the commit, saying `what` failed; retryable when the
+/// connection was lost.
+fn before(what: &str) -> impl FnOnce(sqlx::Error) -> Failure {
+    let what = what.to_owned();
+    move |error: sqlx::Error| {
+        Failure::BeforeCommit(database_failure(&what, &error), is_connection_lost(&error))
+    }
+}
+
+fn used_up() -> Failure {
+    Failure::BeforeCommit(
+        EventStoreError::backend("the log has used up every sequence number"),
+        false,
+    )
+}
+
+/// The error of an append whose rows the database refused.
+fn refused(error: &sqlx::Error) -> EventStoreError {
+    database_failure("PostgreSQL refused the events of this append", error)
+}
+
+/// Decides request `index` of `group` against the stored candidates of its
+/// context and the requests decided before it (`decided`); accepted, it
+/// takes the sequence numbers from `next` on.
+async fn decide(
+    connection: &mut PgConnection,
+    names: &SchemaNames,
+    group: &[AppendRequest],
+    decided: &[Decision],
+    index: usize,
+    stored_candidates: &StoredCandidates,
+    next: u64,
+) -> Result<Decision, sqlx::Error> {
+    let request = &group[index];
+    if let Some(condition) = &request.condition {
+        let actual = match newest_match_in_group(&condition.query, group, decided) {
+            Some(sequence_number) => Some(sequence_number),
+            None => {
+                stored_candidates
+                    .newest_match(connection, names, &condition.query)
+                    .await?
+            }
+        };
+        if actual != condition.expected {
+            return Ok(Decision::Conflict {
+                expected: condition.expected,
+                actual,
+            });
+        }
+    }
+    Ok(Decision::Accepted {
+        first: next,
+        last: next + request.batch.len() as u64 - 1,
+    })
+}
+
+/// Inserts one accepted request in a savepoint of its own and returns the
+/// database's refusal, if any, with the savepoint rolled back.
+/// `savepoint_open` says that an earlier request's savepoint is still open
+/// (it is released first, so savepoints do not nest).
+async fn insert_on_its_own(
+    names: &SchemaNames,
+    connection: &mut PgConnection,
+    request: &AppendRequest,
+    decision: &Decision,
+    occurred_at: DateTime<Utc>,
+    savepoint_open: bool,
+) -> Result<Option<EventStoreError>, Failure> {
+    let Decision::Accepted { last, .. } = *decision else {
+        return Ok(None);
+    };
+    let open = if savepoint_open {
+        format!("RELEASE SAVEPOINT {REQUEST_SAVEPOINT}; SAVEPOINT {REQUEST_SAVEPOINT}")
+    } else {
+        format!("SAVEPOINT {REQUEST_SAVEPOINT}")
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(open))
+        .execute(&mut *connection)
+        .await
+        .map_err(before("cannot insert the appended events"))?;
+    let inserted = insert(
+        names,
+        connection,
+        std::slice::from_ref(request),
+        std::slice::from_ref(decision),
+        occurred_at,
+        last,
+    )
+    .await;
+    match inserted {
+        Ok(()) => Ok(None),
+        Err(error) if is_connection_lost(&error) || !matches!(error, sqlx::Error::Database(_)) => {
+            Err(before("cannot insert the appended events")(error))
+        }
+        Err(error) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ROLLBACK TO SAVEPOINT {REQUEST_SAVEPOINT}"
+            )))
+            .execute(&mut *connection)
+            .await
+            .map_err(before("cannot roll back an append the database refused"))?;
+            Ok(Some(refused(&error)))
+        }
     }
 }
 

@@ -25,6 +25,7 @@ const CHILD_TEST: &str = "child_process";
 const TAGGED_BATCHES: usize = 30;
 const CONDITIONAL_APPENDS_PER_PROCESS: usize = 100;
 const SNAPSHOT_BATCHES: usize = 200;
+const REPLAYED_BATCHES: usize = 5;
 
 /// The helper processes' entry point; does nothing in a normal test run.
 #[test]
@@ -38,6 +39,29 @@ fn child_process() {
         "count-with-append-if" => count_with_append_if(&store, worker),
         "hold-durable" => hold_durable(&store),
         "append-until-killed" => append_until_killed(&store),
+        "append-and-report" => {
+            let mut last = 0;
+            for size in 1..=REPLAYED_BATCHES {
+                last = store
+                    .append(numbered("child", size))
+                    .unwrap()
+                    .last_sequence_number;
+            }
+            support::tell_parent(&format!("APPENDED {last}"));
+        }
+        "commit-without-notifying" => {
+            // Two committed batches (2..=3 and 4) written as an append
+            // transaction writes them, without its notification: as when
+            // the notification is lost on its way.
+            drop(store);
+            support::execute(format!(
+                "INSERT INTO {schema}.factstr_events \
+                     (sequence_number, batch_last_sequence_number, occurred_at, event_type, payload) \
+                 VALUES (2, 3, now(), 'child', '{{}}'), (3, 3, now(), 'child', '{{}}'), \
+                        (4, 4, now(), 'child', '{{}}')"
+            ));
+            support::tell_parent("APPENDED 4");
+        }
         "append-for-snapshots" => {
             for round in 0..SNAPSHOT_BATCHES {
                 let event_type = if round % 2 == 0 { "a" } else { "b" };
@@ -377,4 +401,67 @@ fn query_snapshots_stay_consistent_while_another_process_appends() {
             .map(|round| 1 + round % 3)
             .sum::<usize>()
     );
+}
+
+/// Waits for the child's `APPENDED <last>` line and returns `last`.
+fn appended_by(child: &mut ChildProcess) -> u64 {
+    loop {
+        let line = child.read_line().expect("the child ended before appending");
+        if let Some((_, last)) = line.split_once("APPENDED ") {
+            return last.parse().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_durable_registration_replays_what_another_process_just_committed() {
+    let schema = new_schema();
+    let store = store_in(&schema);
+    store.append(numbered("parent", 1)).unwrap();
+    let mut child = ChildProcess::spawn(CHILD_TEST, "append-and-report", &schema, 0);
+    let last = appended_by(&mut child);
+
+    // At once: this store may not have heard of the child's commits yet.
+    let replayed = Deliveries::new();
+    let _stream = store
+        .stream_all_durable(&DurableStream::new("replays-child"), replayed.handler())
+        .unwrap();
+    let shapes: Vec<Vec<u64>> = replayed
+        .batches()
+        .iter()
+        .map(|batch| sequence_numbers(batch))
+        .collect();
+    let mut expected = vec![vec![1]];
+    let mut next = 2;
+    for size in 1..=REPLAYED_BATCHES as u64 {
+        expected.push((next..next + size).collect());
+        next += size;
+    }
+    assert_eq!(next - 1, last);
+    assert_eq!(shapes, expected);
+    child.finish();
+}
+
+#[test]
+fn a_durable_registration_replays_another_process_commit_whose_notification_never_came() {
+    let schema = new_schema();
+    let store = store_in(&schema);
+    store.append(numbered("parent", 1)).unwrap();
+    let mut child = ChildProcess::spawn(CHILD_TEST, "commit-without-notifying", &schema, 0);
+    assert_eq!(appended_by(&mut child), 4);
+    child.finish();
+
+    let replayed = Deliveries::new();
+    let _stream = store
+        .stream_all_durable(
+            &DurableStream::new("replays-silent-child"),
+            replayed.handler(),
+        )
+        .unwrap();
+    let shapes: Vec<Vec<u64>> = replayed
+        .batches()
+        .iter()
+        .map(|batch| sequence_numbers(batch))
+        .collect();
+    assert_eq!(shapes, vec![vec![1], vec![2, 3], vec![4]]);
 }

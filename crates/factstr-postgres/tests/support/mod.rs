@@ -18,10 +18,16 @@ pub fn database_url() -> String {
     })
 }
 
+pub mod server;
+
 /// Runs SQL against the test database on a thread of its own (callers may
 /// be inside a tokio runtime).
 pub fn execute(sql: String) {
-    let url = database_url();
+    execute_at(database_url(), sql);
+}
+
+/// Runs SQL against the database `url` names, on a thread of its own.
+pub fn execute_at(url: String, sql: String) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -207,4 +213,25 @@ pub fn tell_parent(marker: &str) {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(format!("{marker}\n").as_bytes()).unwrap();
     stdout.flush().unwrap();
+}
+
+/// The first column of the first row `sql` returns from the database `url`
+/// names, as a number.
+pub fn fetch_i64_at(url: String, sql: String) -> i64 {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut connection)
+                .await
+                .unwrap()
+        })
+    })
+    .join()
+    .unwrap()
 }

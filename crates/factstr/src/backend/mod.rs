@@ -31,7 +31,7 @@ pub use cursors::{PendingCursors, decode_durable_query, encode_durable_query};
 pub use dispatch::{
     BatchReadRequest, CLOSE_PATIENCE, CommittedBatchPage, CommittedLog, DurableStreamState,
     MAX_QUEUED_EVENTS, READ_PAGE_EVENTS, Registration, STOPPING_STREAM_PATIENCE, StreamDispatcher,
-    normalized_stream_query,
+    StreamStopSignal, normalized_stream_query,
 };
 pub use hash::{fnv1a_64, fnv1a_64_parts};
 pub use retry::Backoff;

@@ -236,7 +236,7 @@ impl Delivery {
                 return Outcome::Stop(state.stop_reason());
             }
         }
-        match run_handler(&self.handle, events).await {
+        match run_handler(&self.handle, events, self.subscription.stop_signal()).await {
             Ok(()) => {
                 self.handled_through = last;
                 self.advance_durable_cursor(last);

@@ -3,8 +3,58 @@
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
+use tokio::sync::watch;
 
 use crate::{EventRecord, HandleStream};
+
+tokio::task_local! {
+    static CURRENT_STREAM_STOP: StreamStopSignal;
+}
+
+/// Tells a handler call whether its stream was asked to stop.
+///
+/// For store implementations that wrap a stream's handler and wait for
+/// their backend inside the call (a durable stream confirming its claim,
+/// say): while the backend is unreachable, the wrapper gives up once the
+/// stream is asked to stop (unsubscribed, its store closing) instead of
+/// holding the stream, and its durable name, until the backend is back.
+/// The failed call stops the stream as any handler failure does; a durable
+/// stream keeps its cursor before the batch.
+///
+/// A stream is asked to stop by [`EventStream::unsubscribe`](crate::EventStream::unsubscribe)
+/// (or dropping its `EventStream`) and by closing its store; it then still
+/// delivers the batches committed before, so a wrapper that can go on
+/// without waiting should.
+#[derive(Clone, Debug)]
+pub struct StreamStopSignal {
+    requested: watch::Receiver<bool>,
+}
+
+impl StreamStopSignal {
+    pub(super) fn new(requested: watch::Receiver<bool>) -> Self {
+        Self { requested }
+    }
+
+    /// The signal of the stream whose handler call is running: `Some` inside
+    /// a handler call made by a [`StreamDispatcher`](super::StreamDispatcher)
+    /// (while the handler creates its future and while the future runs, not
+    /// in tasks it spawns), `None` anywhere else.
+    pub fn current() -> Option<Self> {
+        CURRENT_STREAM_STOP.try_with(Clone::clone).ok()
+    }
+
+    /// Whether the stream was asked to stop.
+    pub fn is_requested(&self) -> bool {
+        *self.requested.borrow()
+    }
+
+    /// Completes once the stream is asked to stop (at once if it was).
+    pub async fn requested(&self) {
+        let mut requested = self.requested.clone();
+        // An error means the stream is gone: it stops as well.
+        let _ = requested.wait_for(|requested| *requested).await;
+    }
+}
 
 /// A tokio runtime for one stream's thread: handler timers, I/O and spawned
 /// tasks run there, so a handler that blocks stalls only its own stream.
@@ -37,15 +87,21 @@ impl Drop for StreamRuntime {
 }
 
 /// Calls the handler with `batch` and awaits it, turning an error or a panic
-/// (while creating or polling the future) into a message.
+/// (while creating or polling the future) into a message. The call sees
+/// `stop` as [`StreamStopSignal::current`].
 pub(super) async fn run_handler(
     handle: &HandleStream,
     batch: Vec<EventRecord>,
+    stop: StreamStopSignal,
 ) -> Result<(), String> {
-    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handle.call(batch))) {
+    let created = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        CURRENT_STREAM_STOP.sync_scope(stop.clone(), || handle.call(batch))
+    }));
+    let future = match created {
         Ok(future) => future,
         Err(panic) => return Err(panicked(&*panic)),
     };
+    let future = CURRENT_STREAM_STOP.scope(stop, future);
     match AssertUnwindSafe(future).catch_unwind().await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),

@@ -22,7 +22,7 @@
 //! [`CommittedLog`] trait), `registry` (published position, registered
 //! streams, durable names, running deliveries), `subscription` (one stream's
 //! queue and stop request), `delivery` (the loop on the stream's thread) and
-//! `handler` (running one handler call).
+//! `handler` (running one handler call, with its stream's stop signal).
 //!
 //! Each stream has a queue (bounded by [`MAX_QUEUED_EVENTS`]), its own thread
 //! and its own tokio current-thread runtime, so a handler that blocks, or
@@ -57,6 +57,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use handler::StreamStopSignal;
 pub use log::{
     BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, normalized_stream_query,
 };
@@ -328,6 +329,7 @@ impl StreamDispatcher {
                 state: Mutex::new(DeliveryState::new(head, backlog)),
                 wake: tokio::sync::Notify::new(),
                 delivery_thread: OnceLock::new(),
+                stop_requested: tokio::sync::watch::Sender::new(false),
                 status: Arc::new(StreamStatus::default()),
             });
             registry.subscriptions.push(Arc::clone(&subscription));

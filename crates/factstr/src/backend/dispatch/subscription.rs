@@ -4,10 +4,11 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::CommittedLog;
 use super::MAX_QUEUED_EVENTS;
+use super::handler::StreamStopSignal;
 use crate::backend::sync::lock;
 use crate::stream::StreamStatus;
 use crate::{EventQuery, EventRecord, StreamStopReason};
@@ -23,6 +24,9 @@ pub(super) struct Subscription {
     pub(super) wake: Notify,
     /// The thread that runs the handler, once it started.
     pub(super) delivery_thread: OnceLock<std::thread::ThreadId>,
+    /// Set once the stream is asked to stop; handler calls see it as their
+    /// `StreamStopSignal`.
+    pub(super) stop_requested: watch::Sender<bool>,
     pub(super) status: Arc<StreamStatus>,
 }
 
@@ -117,13 +121,20 @@ impl Subscription {
         lock(&self.state)
             .stop
             .get_or_insert(StopRequest { reason, through });
+        self.stop_requested.send_replace(true);
         self.wake.notify_one();
     }
 
     /// Makes the stream stop after its handler call in progress.
     pub(super) fn abandon(&self) {
         lock(&self.state).abandon = true;
+        self.stop_requested.send_replace(true);
         self.wake.notify_one();
+    }
+
+    /// What this stream's handler calls see as their stop signal.
+    pub(super) fn stop_signal(&self) -> StreamStopSignal {
+        StreamStopSignal::new(self.stop_requested.subscribe())
     }
 
     /// Whether `thread` is this stream's delivery thread.
