@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use factstr::EventStoreError;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, MAIN_DB, OpenFlags, OptionalExtension};
 
-use crate::error::SqliteResultExt;
+use crate::error::{self, SqliteResultExt};
 use crate::options::{SqliteDurability, SqliteStoreOptions};
 
 /// The schema version this build writes and reads. Version 1 (never
@@ -91,6 +91,14 @@ pub(crate) fn open_writer_connection(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|error| open_failure(path, &error))?;
+    if connection.is_readonly(MAIN_DB).unwrap_or(false) {
+        // SQLite falls back to reading a file it cannot open for writing.
+        return Err(EventStoreError::backend(format!(
+            "cannot open {} for writing{}",
+            path.display(),
+            error::file_system_hint(path).unwrap_or(" (SQLite opened it read-only)")
+        )));
+    }
     connection
         .busy_timeout(options.busy_timeout)
         .or_failed("setting the busy timeout")?;
@@ -208,8 +216,9 @@ fn check_file_header(path: &Path) -> Result<(), EventStoreError> {
 fn inspect(connection: &Connection, path: &Path) -> Result<Layout, EventStoreError> {
     let reading = |error: rusqlite::Error| {
         EventStoreError::backend(format!(
-            "cannot read the schema of {}: {error}",
-            path.display()
+            "cannot read the schema of {}: {error}{}",
+            path.display(),
+            error::hint_for_file(path, &error)
         ))
     };
     let mut statement = connection
@@ -342,5 +351,9 @@ fn enable_wal(
 }
 
 fn open_failure(path: &Path, error: &rusqlite::Error) -> EventStoreError {
-    EventStoreError::backend(format!("cannot open {}: {error}", path.display()))
+    EventStoreError::backend(format!(
+        "cannot open {}: {error}{}",
+        path.display(),
+        error::hint_for_file(path, error)
+    ))
 }
