@@ -5,7 +5,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use factstr::EventStoreError;
-use rusqlite::{Connection, ErrorCode, ffi};
+use rusqlite::{Connection, ErrorCode};
 
 /// Turns `error`, raised while doing `what`, into a `BackendFailure` whose
 /// message says what failed and why.
@@ -14,31 +14,84 @@ pub(crate) fn sqlite_failure(what: &str, error: &rusqlite::Error) -> EventStoreE
     EventStoreError::backend(format!("{what} failed: {error}{hint}"))
 }
 
-/// Like [`sqlite_failure`] for an error on `connection`, explained by
-/// [`hint_for_file`].
+/// Like [`sqlite_failure`] for an error of the writer connection
+/// `connection`, explained by [`hint_for_file`].
 pub(crate) fn sqlite_failure_on(
     connection: &Connection,
     what: &str,
     error: &rusqlite::Error,
 ) -> EventStoreError {
-    let hint = match connection.path().filter(|path| !path.is_empty()) {
-        Some(path) => hint_for_file(Path::new(path), error),
+    let path = connection
+        .path()
+        .filter(|path| !path.is_empty())
+        .map(Path::new);
+    let hint = match path.and_then(|path| file_problem(path, error)) {
+        // Linux turns a file system read-only under open files only after
+        // an error, and it cannot be made writable again before every file
+        // on it is closed.
+        Some(FileProblem::ReadOnlyFileSystem) => {
+            " (the file system holding the database is read-only; \
+             once it is writable again, close the store and open it again)"
+        }
+        Some(FileProblem::NotWritable) => NOT_WRITABLE,
         None => code_hint(error).unwrap_or_default(),
     };
     EventStoreError::backend(format!("{what} failed: {error}{hint}"))
 }
 
-/// What explains `error`, raised on the database file at `path`. An I/O
-/// error is explained by a look at the file: SQLite reports a write to a
-/// read-only file system as a plain "disk I/O error".
+/// What explains `error`, raised while opening the database file at `path`.
 pub(crate) fn hint_for_file(path: &Path, error: &rusqlite::Error) -> &'static str {
-    let file_hint = match error.sqlite_error_code() {
+    match file_problem(path, error) {
+        Some(problem) => problem.hint(),
+        None => code_hint(error).unwrap_or_default(),
+    }
+}
+
+/// Why the database file cannot be written.
+#[derive(Clone, Copy)]
+pub(crate) enum FileProblem {
+    ReadOnlyFileSystem,
+    NotWritable,
+}
+
+const NOT_WRITABLE: &str = " (this process may not write the database file)";
+
+impl FileProblem {
+    /// The explanation appended to an error message.
+    pub(crate) fn hint(self) -> &'static str {
+        match self {
+            FileProblem::ReadOnlyFileSystem => {
+                " (the file system holding the database is read-only)"
+            }
+            FileProblem::NotWritable => NOT_WRITABLE,
+        }
+    }
+
+    /// Why the file at `path` cannot be written, if a look at it shows: its
+    /// file system is read-only, or this process may not write it. Opening
+    /// for appending changes nothing in the file.
+    pub(crate) fn of(path: &Path) -> Option<Self> {
+        match OpenOptions::new().append(true).open(path) {
+            Err(error) if error.kind() == ErrorKind::ReadOnlyFilesystem => {
+                Some(FileProblem::ReadOnlyFileSystem)
+            }
+            Err(error) if error.kind() == ErrorKind::PermissionDenied => {
+                Some(FileProblem::NotWritable)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The file's problem behind an I/O, open or read-only error: SQLite
+/// reports a write to a read-only file system as a plain "disk I/O error".
+fn file_problem(path: &Path, error: &rusqlite::Error) -> Option<FileProblem> {
+    match error.sqlite_error_code() {
         Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen | ErrorCode::ReadOnly) => {
-            file_system_hint(path)
+            FileProblem::of(path)
         }
         _ => None,
-    };
-    file_hint.or_else(|| code_hint(error)).unwrap_or_default()
+    }
 }
 
 const CORRUPT: &str = " (the database file is corrupt; restore it from a backup)";
@@ -59,11 +112,7 @@ fn code_hint(error: &rusqlite::Error) -> Option<&'static str> {
         ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
             " (another connection held the lock longer than the busy timeout)"
         }
-        ErrorCode::DiskFull => " (the disk is full; appends work again once space is freed)",
-        ErrorCode::ReadOnly if failure.extended_code == ffi::SQLITE_READONLY_DBMOVED => {
-            " (the database file was moved or deleted while the store had it open; \
-             close the store and open it again)"
-        }
+        ErrorCode::DiskFull => " (the disk is full; writes work again once space is freed)",
         ErrorCode::ReadOnly => " (the database file is read-only)",
         ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => CORRUPT,
         ErrorCode::SystemIoFailure => {
@@ -71,22 +120,6 @@ fn code_hint(error: &rusqlite::Error) -> Option<&'static str> {
         }
         _ => return None,
     })
-}
-
-/// Why the database file at `path` cannot be written, if a look at it
-/// shows: its file system is read-only, or this process may not write it.
-/// Opening for appending changes nothing in the file.
-pub(crate) fn file_system_hint(path: &Path) -> Option<&'static str> {
-    match OpenOptions::new().append(true).open(path) {
-        Err(error) if error.kind() == ErrorKind::ReadOnlyFilesystem => Some(
-            " (the file system holding the database is read-only; \
-             make it writable, then close the store and open it again)",
-        ),
-        Err(error) if error.kind() == ErrorKind::PermissionDenied => {
-            Some(" (this process may not write the database file)")
-        }
-        _ => None,
-    }
 }
 
 /// `result` with its SQLite error mapped by [`sqlite_failure`].

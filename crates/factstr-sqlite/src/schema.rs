@@ -96,7 +96,8 @@ pub(crate) fn open_writer_connection(
         return Err(EventStoreError::backend(format!(
             "cannot open {} for writing{}",
             path.display(),
-            error::file_system_hint(path).unwrap_or(" (SQLite opened it read-only)")
+            error::FileProblem::of(path)
+                .map_or(" (SQLite opened it read-only)", error::FileProblem::hint)
         )));
     }
     connection
