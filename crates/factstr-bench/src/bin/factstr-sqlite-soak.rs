@@ -347,13 +347,16 @@ fn run(options: &Options) -> Result<bool, String> {
 
     let passed = options.cycles - failures.len() as u64;
     println!(
-        "{} events in the log; {} acknowledged appends ({} conditional); \
-         {} kills before the streams were registered; {} batches handled by {ALL_STREAM}",
+        "{} events in {} batches; {} acknowledged appends ({} conditional); \
+         {} kills before the streams were registered; {ALL_STREAM} was handed {} batches, \
+         {} of them again after a kill",
         checked.head,
+        checked.batches,
         statistics.acknowledged,
         statistics.conditional,
         statistics.killed_before_start,
-        statistics.handled
+        statistics.handled,
+        checked.redelivered
     );
     println!("duration {:.1?}, seed {}", started.elapsed(), options.seed);
     for (cycle, problems) in &failures {
@@ -470,6 +473,11 @@ struct Checked {
     cursors: HashMap<&'static str, u64>,
     /// The greatest sequence number each durable stream's handler saw.
     handled_through: HashMap<&'static str, u64>,
+    /// Batches `soak-all` was handed again after a kill: handled before,
+    /// but the kill came before their cursor was written.
+    redelivered: u64,
+    /// Committed batches.
+    batches: u64,
 }
 
 /// A stored event, as the checks need it.
@@ -535,7 +543,7 @@ fn check_cycle(
 
     // The new events: whole batches of this cycle.
     let rows = read_rows(&connection, checked.head, head).map_err(sql)?;
-    check_batches(&rows, cycle, checked.head, problems);
+    checked.batches += check_batches(&rows, cycle, checked.head, problems);
     check_counter_chain(&rows, &mut checked.last_counter, problems);
     check_acknowledged(&rows, report, checked.head, problems);
 
@@ -593,8 +601,10 @@ fn read_cursors(connection: &Connection) -> rusqlite::Result<HashMap<String, u64
 
 /// Every batch among `rows` is whole: consecutive events ending at their
 /// batch's last sequence number, as many as the batch's size, each with its
-/// index, all of one append of this cycle.
-fn check_batches(rows: &[Row], cycle: u64, after: u64, problems: &mut Vec<String>) {
+/// index, all of one append of this cycle. Returns how many batches there
+/// are.
+fn check_batches(rows: &[Row], cycle: u64, after: u64, problems: &mut Vec<String>) -> u64 {
+    let mut batches = 0;
     let mut start = 0;
     let mut expected_first = after + 1;
     while start < rows.len() {
@@ -629,7 +639,9 @@ fn check_batches(rows: &[Row], cycle: u64, after: u64, problems: &mut Vec<String
         }
         expected_first = last + 1;
         start = end;
+        batches += 1;
     }
+    batches
 }
 
 /// Every counter event names the counter event before it: each
@@ -698,6 +710,16 @@ fn check_all_stream(
     problems: &mut Vec<String>,
 ) -> rusqlite::Result<()> {
     let before = checked.cursors.get(ALL_STREAM).copied().unwrap_or(0);
+    let handled_before = checked
+        .handled_through
+        .get(ALL_STREAM)
+        .copied()
+        .unwrap_or(0);
+    checked.redelivered += report
+        .handled
+        .iter()
+        .filter(|(_, last)| *last <= handled_before)
+        .count() as u64;
     let mut next = before + 1;
     for &(first, last) in &report.handled {
         if first != next {
