@@ -1,6 +1,6 @@
 //! Mapping SQLite and I/O errors to `EventStoreError` at the store boundary.
 
-use std::fs::OpenOptions;
+use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
@@ -54,7 +54,7 @@ pub(crate) enum FileProblem {
     NotWritable,
 }
 
-const NOT_WRITABLE: &str = " (this process may not write the database file)";
+const NOT_WRITABLE: &str = " (the database file is not writable: its permissions allow no writes)";
 
 impl FileProblem {
     /// The explanation appended to an error message.
@@ -68,17 +68,19 @@ impl FileProblem {
     }
 
     /// Why the file at `path` cannot be written, if a look at it shows: its
-    /// file system is read-only, or this process may not write it. Opening
-    /// for appending changes nothing in the file.
+    /// file system is read-only, or nobody may write it.
+    ///
+    /// The look never opens the file: closing any descriptor of a database
+    /// file releases every POSIX lock this process holds on it, including
+    /// those of SQLite's connections. Setting the file's permissions to what
+    /// they are changes nothing but fails on a read-only file system.
     pub(crate) fn of(path: &Path) -> Option<Self> {
-        match OpenOptions::new().append(true).open(path) {
+        let permissions = fs::metadata(path).ok()?.permissions();
+        match fs::set_permissions(path, permissions.clone()) {
             Err(error) if error.kind() == ErrorKind::ReadOnlyFilesystem => {
                 Some(FileProblem::ReadOnlyFileSystem)
             }
-            Err(error) if error.kind() == ErrorKind::PermissionDenied => {
-                Some(FileProblem::NotWritable)
-            }
-            _ => None,
+            _ => permissions.readonly().then_some(FileProblem::NotWritable),
         }
     }
 }
