@@ -118,8 +118,8 @@ fn parse_number(text: &str) -> Result<u64, String> {
         .map_err(|error| format!("{text} is not a number: {error}"))
 }
 
-/// A small deterministic generator (xorshift), so a seed repeats a run's
-/// kill moments and batch sizes.
+/// A small deterministic generator (xorshift), so a seed draws a run's kill
+/// delays and batch sizes again.
 struct Generator(u64);
 
 impl Generator {
