@@ -7,15 +7,15 @@
 //! switched to WAL mode or initialised.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use factstr::EventStoreError;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, MAIN_DB, OpenFlags, OptionalExtension};
 
-use crate::error::SqliteResultExt;
+use crate::error::{self, SqliteResultExt};
 use crate::legacy;
 use crate::options::{SqliteDurability, SqliteStoreOptions};
 
@@ -91,7 +91,12 @@ pub(crate) fn open_writer_connection(
     path: &Path,
     options: &SqliteStoreOptions,
 ) -> Result<Connection, EventStoreError> {
-    check_file_header(path)?;
+    // The file is inspected through SQLite only: a file this process
+    // opened and closed itself would release every POSIX lock the process
+    // holds on it, those of another store's connections included, and
+    // SQLite relies on them (another process closing the file's last
+    // connection would delete the write-ahead log in use). SQLite changes
+    // nothing in a file before it has read the header.
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -99,6 +104,15 @@ pub(crate) fn open_writer_connection(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|error| open_failure(path, &error))?;
+    if connection.is_readonly(MAIN_DB).unwrap_or(false) {
+        // SQLite falls back to reading a file it cannot open for writing.
+        return Err(EventStoreError::backend(format!(
+            "cannot open {} for writing{}",
+            path.display(),
+            error::FileProblem::of(path)
+                .map_or(" (SQLite opened it read-only)", error::FileProblem::hint)
+        )));
+    }
     connection
         .busy_timeout(options.busy_timeout)
         .or_failed("setting the busy timeout")?;
@@ -191,52 +205,36 @@ enum Layout {
     Factstr { version: i64, with_05_log: bool },
 }
 
-/// Refuses a non-empty file that does not start with the SQLite header,
-/// before SQLite opens it.
-fn check_file_header(path: &Path) -> Result<(), EventStoreError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(error) => {
-            return Err(EventStoreError::backend(format!(
-                "cannot read {}: {error}",
-                path.display()
-            )));
-        }
-    };
-    let mut header = [0_u8; 16];
-    let mut filled = 0;
-    while filled < header.len() {
-        match file.read(&mut header[filled..]) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(error) if error.kind() == ErrorKind::Interrupted => {}
-            Err(error) => {
-                return Err(EventStoreError::backend(format!(
-                    "cannot read {}: {error}",
-                    path.display()
-                )));
-            }
-        }
-    }
-    if filled == 0 || header == *SQLITE_HEADER {
-        Ok(())
-    } else {
-        Err(EventStoreError::invalid_input(format!(
-            "{} is not a SQLite database (it does not start with the SQLite file header); \
-             it was left unchanged",
-            path.display()
-        )))
-    }
+/// Whether the file at `path` starts with the SQLite file header. Read
+/// only once SQLite found the file is not a database: no connection of this
+/// process holds a lock on such a file (see `open_writer_connection`).
+fn starts_with_sqlite_header(path: &Path) -> bool {
+    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
+    File::open(path)
+        .and_then(|file| {
+            file.take(SQLITE_HEADER.len() as u64)
+                .read_to_end(&mut header)
+        })
+        .map_or(true, |_| header == SQLITE_HEADER)
 }
 
 /// Reads the schema without changing anything and decides whether the file
 /// is new, ours, or something else.
 fn inspect(connection: &Connection, path: &Path) -> Result<Layout, EventStoreError> {
     let reading = |error: rusqlite::Error| {
+        if error.sqlite_error_code() == Some(ErrorCode::NotADatabase)
+            && !starts_with_sqlite_header(path)
+        {
+            return EventStoreError::invalid_input(format!(
+                "{} is not a SQLite database (it does not start with the SQLite file header); \
+                 it was left unchanged",
+                path.display()
+            ));
+        }
         EventStoreError::backend(format!(
-            "cannot read the schema of {}: {error}",
-            path.display()
+            "cannot read the schema of {}: {error}{}",
+            path.display(),
+            error::hint_for_file(path, &error)
         ))
     };
     let mut statement = connection
@@ -418,5 +416,9 @@ fn enable_wal(
 }
 
 fn open_failure(path: &Path, error: &rusqlite::Error) -> EventStoreError {
-    EventStoreError::backend(format!("cannot open {}: {error}", path.display()))
+    EventStoreError::backend(format!(
+        "cannot open {}: {error}{}",
+        path.display(),
+        error::hint_for_file(path, error)
+    ))
 }

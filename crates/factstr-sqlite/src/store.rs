@@ -217,7 +217,25 @@ impl EventStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use crate::SqliteDurability;
+
+    #[test]
+    fn each_durability_mode_sets_its_synchronous_level_on_the_writer() {
+        let folder = tempfile::tempdir().unwrap();
+        // SQLite's numbers: NORMAL is 1, FULL is 2.
+        for (durability, level) in [(SqliteDurability::Full, 2), (SqliteDurability::Normal, 1)] {
+            let options = SqliteStoreOptions::default().durability(durability);
+            let path = folder.path().join(format!("{durability:?}.db"));
+            let connection = schema::open_writer_connection(&path, &options).unwrap();
+            let synchronous: i64 = connection
+                .pragma_query_value(None, "synchronous", |row| row.get(0))
+                .unwrap();
+            assert_eq!(synchronous, level, "{durability:?}");
+        }
+    }
 
     #[test]
     fn the_store_is_send_and_sync() {

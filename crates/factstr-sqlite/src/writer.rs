@@ -659,10 +659,16 @@ impl GroupCommit<'_> {
             }
             if self.connection.is_autocommit() {
                 // SQLite rolled the whole transaction back (disk full, I/O
-                // error): nothing of the group is kept.
-                let error = EventStoreError::backend(
-                    "SQLite rolled back the write transaction after an error",
-                );
+                // error): nothing of the group is kept, and every request
+                // gets the error that caused it.
+                let error = match handled.last().and_then(Handled::failure) {
+                    Some(EventStoreError::BackendFailure { message }) => EventStoreError::backend(
+                        format!("SQLite rolled back the write transaction: {message}"),
+                    ),
+                    _ => EventStoreError::backend(
+                        "SQLite rolled back the write transaction after an error",
+                    ),
+                };
                 self.pending_cursors.restore(cursors);
                 fail_all_handled(handled, &error);
                 return;
@@ -680,7 +686,7 @@ impl GroupCommit<'_> {
             self.connection
                 .prepare_cached("COMMIT")
                 .and_then(|mut statement| statement.execute([]))
-                .or_failed("committing appended events")
+                .or_failed_on(self.connection, "committing appended events")
         });
         if let Err(error) = committed {
             self.rollback();
@@ -696,7 +702,7 @@ impl GroupCommit<'_> {
         self.connection
             .prepare_cached("BEGIN IMMEDIATE")
             .and_then(|mut statement| statement.execute([]))
-            .or_failed("starting a write transaction")?;
+            .or_failed_on(self.connection, "starting a write transaction")?;
         if cursors.is_empty() {
             return Ok(());
         }
@@ -705,11 +711,11 @@ impl GroupCommit<'_> {
             .prepare_cached(
                 "UPDATE factstr_durable_streams SET cursor = MAX(cursor, ?2) WHERE name = ?1",
             )
-            .or_failed("writing durable cursors")?;
+            .or_failed_on(self.connection, "writing durable cursors")?;
         for (name, cursor) in cursors {
             statement
                 .execute(params![name, sql::to_sql_integer(*cursor)])
-                .or_failed("writing durable cursors")?;
+                .or_failed_on(self.connection, "writing durable cursors")?;
         }
         Ok(())
     }
@@ -727,7 +733,7 @@ impl GroupCommit<'_> {
         self.connection
             .prepare_cached("SAVEPOINT factstr_request")
             .and_then(|mut statement| statement.execute([]))
-            .or_failed("starting a savepoint")?;
+            .or_failed_on(self.connection, "starting a savepoint")?;
         let outcome = write(self);
         let end = if outcome.is_ok() {
             "RELEASE factstr_request"
@@ -774,7 +780,7 @@ impl GroupCommit<'_> {
         }
         let occurred_at = commit_timestamp(head.last_commit_time);
         self.insert_events(first, last, occurred_at.timestamp_micros(), &batch)
-            .or_failed("writing events")?;
+            .or_failed_on(self.connection, "writing events")?;
         head.last_sequence_number = last;
         head.last_commit_time = Some(occurred_at);
 
@@ -860,7 +866,7 @@ impl GroupCommit<'_> {
             .and_then(|mut statement| {
                 statement.execute(params![sql::to_sql_integer(unindexed.first), documents])
             })
-            .or_failed("writing the payload index")?;
+            .or_failed_on(self.connection, "writing the payload index")?;
         Ok(())
     }
 
@@ -876,7 +882,7 @@ impl GroupCommit<'_> {
                  ON CONFLICT (name) DO NOTHING",
             )
             .and_then(|mut statement| statement.execute(params![name, query_json]))
-            .or_failed(what)?;
+            .or_failed_on(self.connection, what)?;
         let (query, cursor) = self
             .connection
             .prepare_cached("SELECT query, cursor FROM factstr_durable_streams WHERE name = ?1")
@@ -885,7 +891,7 @@ impl GroupCommit<'_> {
                     Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
                 })
             })
-            .or_failed(what)?;
+            .or_failed_on(self.connection, what)?;
         Ok((query, sql::to_sequence_number(cursor)?))
     }
 
@@ -927,6 +933,15 @@ impl GroupCommit<'_> {
 }
 
 impl Handled {
+    /// The error the request failed with, if it failed.
+    fn failure(&self) -> Option<&EventStoreError> {
+        match self {
+            Handled::Append { outcome, .. } => outcome.as_ref().err(),
+            Handled::OpenDurableStream { outcome, .. } => outcome.as_ref().err(),
+            Handled::FlushCursors { .. } => None,
+        }
+    }
+
     /// Whether the request succeeded and wrote something to keep.
     fn wrote(&self) -> bool {
         match self {

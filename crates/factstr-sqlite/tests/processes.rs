@@ -1,6 +1,8 @@
 //! Several processes on one file: conditional appends stay atomic across
-//! them, and a writer killed with SIGKILL loses nothing it acknowledged,
-//! leaves no partial batch and no durable cursor ahead of its handler.
+//! them, a durable registration replays what another process committed
+//! just before, and a writer killed with SIGKILL loses nothing it
+//! acknowledged, leaves no partial batch and no durable cursor ahead of its
+//! handler.
 //!
 //! The child processes are this test binary again, running only
 //! `child_process` with `FACTSTR_SQLITE_TEST_CHILD` naming their role.
@@ -28,6 +30,7 @@ const CONTENDING_PROCESSES: u64 = 4;
 const APPENDS_PER_PROCESS: u64 = 100;
 const CRASH_ROUNDS: usize = 5;
 const BATCH_SIZE: u64 = 5;
+const REPLAYED_BATCHES: u64 = 6;
 
 /// The entry point of every child; does nothing in a normal test run.
 #[test]
@@ -40,6 +43,7 @@ fn child_process() {
     match role.as_str() {
         "append-if" => append_conditionally(Path::new(&path), worker),
         "crash" => append_until_killed(Path::new(&path), worker),
+        "append-batches" => append_batches(Path::new(&path), worker),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -120,6 +124,64 @@ fn processes_appending_conditionally_to_one_context_win_each_version_once() {
             .count() as u64;
         assert_eq!(appended, APPENDS_PER_PROCESS, "worker {worker}");
     }
+}
+
+/// Child: appends batches of 1, 2, ... `REPLAYED_BATCHES` events, then
+/// exits.
+fn append_batches(path: &Path, worker: u64) {
+    let store = open_shared(path);
+    for size in 1..=REPLAYED_BATCHES {
+        let batch = (0..size)
+            .map(|index| {
+                NewEvent::new(
+                    "from-child",
+                    json!({"worker": worker, "size": size, "index": index}),
+                )
+            })
+            .collect();
+        store.append(batch).unwrap();
+    }
+}
+
+#[test]
+fn a_durable_registration_replays_batches_another_process_committed_just_before() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = common::database_in(&folder);
+    // Open first, so that this store last looked at the log before the
+    // child appended, and has had no chance to notice since.
+    let store = open_shared(&path);
+    store
+        .append(vec![NewEvent::new("from-parent", json!({}))])
+        .unwrap();
+    let child = spawn_child("append-batches", &path, 7);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the child failed: {output:?}");
+
+    let replayed = Deliveries::new();
+    let _stream = store
+        .stream_all_durable(&DurableStream::new("replay"), replayed.handler())
+        .unwrap();
+    // Registration returned after the replay: the child's batches are in it,
+    // whole and in order.
+    let shapes: Vec<Vec<u64>> = replayed
+        .batches()
+        .iter()
+        .map(|batch| sequence_numbers(batch))
+        .collect();
+    let mut expected = vec![vec![1]];
+    let mut next = 2;
+    for size in 1..=REPLAYED_BATCHES {
+        expected.push((next..next + size).collect());
+        next += size;
+    }
+    assert_eq!(shapes, expected);
+    let from_child = replayed
+        .batches()
+        .concat()
+        .iter()
+        .filter(|record| record.event_type == "from-child")
+        .count() as u64;
+    assert_eq!(from_child, REPLAYED_BATCHES * (REPLAYED_BATCHES + 1) / 2);
 }
 
 /// Child: runs a durable stream that reports each batch it handles, and
