@@ -18,6 +18,7 @@ mod condition;
 mod cursors;
 mod dispatch;
 mod hash;
+mod operations;
 pub mod payload_terms;
 mod retry;
 pub mod sequence;
@@ -34,4 +35,5 @@ pub use dispatch::{
     StreamStopSignal, normalized_stream_query,
 };
 pub use hash::{fnv1a_64, fnv1a_64_parts};
+pub use operations::{DurableStreamInfo, LogStats, StoreOperations, check_imported_batches};
 pub use retry::Backoff;
