@@ -74,6 +74,9 @@ reference (`vs ref`, and a summary per kind at the end; the JSON carries it as
   postgres  bare PostgreSQL (`postgres-bare`, the same server through sqlx, one row
             per event, no index): appends of 1 and 100 events, a SELECT 1 round
             trip against every query (p50), and a paged read against replay.
+            --side-by-side also runs live latency with 1 stream: with the appends,
+            the row bench/factstr-052-postgres measures on 0.5.2's PostgreSQL
+            store (a separate program: sqlx 0.8); see its --compare.
 
 PostgreSQL: set DATABASE_URL to use an existing server (a fresh schema per workload);
 otherwise a throwaway server is started with scripts/postgres.";
