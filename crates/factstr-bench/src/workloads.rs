@@ -34,7 +34,9 @@ use serde_json::{Value, json};
 
 use crate::api::{self, Api, Decision, Ours, Published052};
 use crate::bare::{BareEvent, BarePostgres, BareSqlite, READ_PAGE_ROWS};
-use crate::paired::{self, Metric, ReferenceKind, Tally, Timed, alternate, compared, time_call};
+use crate::paired::{
+    self, Metric, ReferenceKind, Tally, Timed, alternate, compared, take_turns, time_call,
+};
 use crate::report::Measurement;
 use crate::stats::Latencies;
 use crate::stores::{self, Durability, StoreFactory, StoreKind};
@@ -115,7 +117,7 @@ impl Settings {
 
     /// How often each log is replayed (in turns with its reference).
     fn replay_rounds(&self) -> u32 {
-        if self.quick { 1 } else { 3 }
+        if self.quick { 1 } else { 5 }
     }
 
     /// The rows of the bare engines' paged read (the replay reference).
@@ -683,17 +685,31 @@ fn query_on_log(
             )
         };
         let (mut ours, mut theirs) = (Tally::default(), Tally::default());
-        for _ in 0..settings.query_repetitions() {
+        let (repetitions, turns) = (settings.query_repetitions(), settings.slices());
+        let mut our_side = |_: usize| {
             ours.add(&timed_query::<Ours>(&store, &our_query, &variant)?);
-            match &mut reference {
-                QueryReference::Published052(published) => theirs.add(
-                    &timed_query::<Published052>(published, &their_query, &variant)?,
-                ),
-                QueryReference::RoundTrip(bare) => {
-                    round_trips.add(&time_call(0, || bare.round_trip())?);
-                }
-                QueryReference::None => {}
+            Ok(())
+        };
+        match &mut reference {
+            QueryReference::Published052(published) => {
+                let mut their_side = |_: usize| {
+                    theirs.add(&timed_query::<Published052>(
+                        published,
+                        &their_query,
+                        &variant,
+                    )?);
+                    Ok(())
+                };
+                take_turns(repetitions, turns, &mut [&mut our_side, &mut their_side])?;
             }
+            QueryReference::RoundTrip(bare) => {
+                let mut their_side = |_: usize| {
+                    round_trips.add(&time_call(0, || bare.round_trip())?);
+                    Ok(())
+                };
+                take_turns(repetitions, turns, &mut [&mut our_side, &mut their_side])?;
+            }
+            QueryReference::None => take_turns(repetitions, turns, &mut [&mut our_side])?,
         }
         let row = ours.measurement(&name, "query", &variant);
         if let QueryReference::Published052(_) = reference {
@@ -729,15 +745,23 @@ fn query_on_log(
     let our_context = Ours::payload_query(None, needle_predicate());
     let their_context = Published052::payload_query(None, needle_predicate());
     let (mut ours, mut theirs) = (Tally::default(), Tally::default());
-    for number in 0..settings.query_repetitions() / 3 {
+    let (repetitions, turns) = (settings.query_repetitions() / 3, settings.slices());
+    let mut our_side = |number: usize| {
         ours.add(&timed_append_if::<Ours>(&store, &our_context, number)?);
-        if let QueryReference::Published052(published) = &reference {
+        Ok(())
+    };
+    if let QueryReference::Published052(published) = &reference {
+        let mut their_side = |number: usize| {
             theirs.add(&timed_append_if::<Published052>(
                 published,
                 &their_context,
                 number,
             )?);
-        }
+            Ok(())
+        };
+        take_turns(repetitions, turns, &mut [&mut our_side, &mut their_side])?;
+    } else {
+        take_turns(repetitions, turns, &mut [&mut our_side])?;
     }
     let row =
         ours.measurement(&name, "append_if", &variant)
