@@ -355,6 +355,45 @@ fn durable_replay(
     })
 }
 
+/// The disk's fsync rate as factstr-bench measures it (an 8 KiB overwrite
+/// and `fdatasync` in a loop, in the system temporary folder). On a shared
+/// machine it moves from minute to minute and every durable commit waits for
+/// it, so each run prints it next to its rows (and next to the bench's).
+fn fsync_probe(duration: Duration) -> Result<Row, String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = std::env::temp_dir().join(format!("factstr-052-fsync-probe-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    let block = vec![0x5a_u8; 8192];
+    file.write_all(&block)
+        .and_then(|()| file.sync_all())
+        .map_err(failed)?;
+    let mut latencies = Latencies::default();
+    let started = Instant::now();
+    while started.elapsed() < duration || latencies.0.len() < 20 {
+        let one = Instant::now();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&block))
+            .and_then(|()| file.sync_data())
+            .map_err(failed)?;
+        latencies.record_us(one.elapsed().as_secs_f64() * 1e6);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(Row {
+        workload: "fsync",
+        variant: "8 KiB overwrite + fdatasync".to_owned(),
+        events_per_second: latencies.0.len() as f64 / seconds,
+        p50_us: latencies.percentile_us(0.5),
+        p99_us: latencies.percentile_us(0.99),
+    })
+}
+
 fn run(options: &Options) -> Result<(), String> {
     let settings = Settings {
         quick: options.quick,
@@ -364,6 +403,7 @@ fn run(options: &Options) -> Result<(), String> {
         opened: 0,
     };
     let rows = vec![
+        fsync_probe(settings.run_time())?,
         append_alone(&mut stores, &settings, 1)?,
         append_alone(&mut stores, &settings, 100)?,
         live_latency(&mut stores, &settings)?,
@@ -397,11 +437,17 @@ fn run(options: &Options) -> Result<(), String> {
                 candidate.workload == row.workload && candidate.variant == row.variant
             })
         });
-        let rate_ratio = matching.map(|ours| ours.events_per_second / row.events_per_second);
-        let p50_ratio = matching.and_then(|ours| Some(row.p50_us? / ours.p50_us?));
+        // The probe is shown for both runs, not compared.
+        let compared = matching.filter(|_| row.workload != "fsync");
+        let rate_ratio = compared.map(|ours| ours.events_per_second / row.events_per_second);
+        let p50_ratio = compared.and_then(|ours| Some(row.p50_us? / ours.p50_us?));
         println!(
             "{:<16} {:<8} {:<34} {:>12.0} {:>9} {:>9} {:>12} {:>9} {:>7} {:>7}",
-            "postgres-0.5.2",
+            if row.workload == "fsync" {
+                "disk"
+            } else {
+                "postgres-0.5.2"
+            },
             row.workload,
             row.variant,
             row.events_per_second,
@@ -423,7 +469,7 @@ fn shown(microseconds: Option<f64>) -> String {
     microseconds.map_or("-".to_owned(), |value| format!("{value:.0}"))
 }
 
-/// The `postgres` rows of a factstr-bench JSON file.
+/// The `postgres` rows and the fsync probe of a factstr-bench JSON file.
 fn read_ours(path: &PathBuf) -> Result<Vec<Row>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
@@ -434,9 +480,10 @@ fn read_ours(path: &PathBuf) -> Result<Vec<Row>, String> {
         .ok_or("no measurements in the file")?;
     Ok(rows
         .iter()
-        .filter(|row| row["store"] == "postgres")
+        .filter(|row| row["store"] == "postgres" || row["store"] == "disk")
         .filter_map(|row| {
             let workload = match row["workload"].as_str()? {
+                "fsync" => "fsync",
                 "append" => "append",
                 "live" => "live",
                 "replay" => "replay",
