@@ -121,6 +121,7 @@ pub(crate) fn take_turns(
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ReferenceKind {
     /// The published crate ours replaces: the ratio is shown as `1.23x`.
+    #[serde(rename = "published_0.5.2")]
     Published052,
     /// The bare engine doing the same writes or reads: the ratio is the
     /// share of the engine's rate the store reaches, shown as `48%`.
