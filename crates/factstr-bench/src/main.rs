@@ -1,8 +1,10 @@
 //! Measures every FACTSTR store the same way and reports throughput and
-//! latency next to the physical limits (the disk's fsync rate).
+//! latency next to the physical limits (the disk's fsync rate) and next to
+//! reference rows measured in the same run: the published `factstr-memory`
+//! 0.5.2 for the memory store, the bare engine for SQLite and PostgreSQL.
 //!
 //! ```text
-//! cargo run --release -p factstr-bench -- [--store memory|sqlite|postgres|all] [--quick] [--output FILE]
+//! cargo run --release -p factstr-bench -- [--store memory|sqlite|postgres|all] [--side-by-side] [--quick] [--output FILE]
 //! ```
 //!
 //! Progress goes to stderr while it runs; the table goes to stdout and the
@@ -14,7 +16,10 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
 
+mod api;
+mod bare;
 mod fsync;
+mod paired;
 mod report;
 mod stats;
 mod stores;
@@ -46,12 +51,32 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str =
-    "usage: factstr-bench [--store memory|sqlite|postgres|all] [--quick] [--output FILE]
+const USAGE: &str = "usage: factstr-bench [--store memory|sqlite|postgres|all] [--side-by-side] [--quick] [--output FILE]
 
-  --store    which store(s) to measure (default: all)
-  --quick    small sizes and short runs (under two minutes for all stores)
-  --output   where to write the JSON results (default: bench-results/latest.json)
+  --store         which store(s) to measure (default: all)
+  --side-by-side  only the workloads that have a reference row (below)
+  --quick         small sizes and short runs (under two minutes for all stores)
+  --output        where to write the JSON results (default: bench-results/latest.json)
+
+Reference rows run in the same run, in turns with the store's own row (slices of
+250 ms, or alternate calls), and the table prints each store row's ratio to its
+reference (`vs ref`, and a summary per kind at the end; the JSON carries it as
+`compared` on the store's row):
+  memory    the published factstr-memory 0.5.2 (store `memory-0.5.2`): appends of
+            1, 100 and 1,000 events from one thread, queries and append_if at 10,000
+            and 100,000 events, live latency with 1 and 100 streams, durable replay
+            in batches of 10 and 100. Ratio > 1: ours is faster (ours / 0.5.2
+            events/s, 0.5.2 / ours p50).
+  sqlite    bare SQLite (`sqlite-bare`, the bundled SQLite, WAL, one row per event,
+            no index): appends of 1 and 100 events with synchronous FULL and
+            NORMAL, and a paged read of its rows against replay. Shown as the
+            store's share of the bare rate.
+  postgres  bare PostgreSQL (`postgres-bare`, the same server through sqlx, one row
+            per event, no index): appends of 1 and 100 events, a SELECT 1 round
+            trip against every query (p50), and a paged read against replay.
+            --side-by-side also runs live latency with 1 stream: with the appends,
+            the row bench/factstr-052-postgres measures on 0.5.2's PostgreSQL
+            store (a separate program: sqlx 0.8); see its --compare.
 
 PostgreSQL: set DATABASE_URL to use an existing server (a fresh schema per workload);
 otherwise a throwaway server is started with scripts/postgres.";
@@ -59,6 +84,7 @@ otherwise a throwaway server is started with scripts/postgres.";
 struct Options {
     stores: Vec<StoreKind>,
     quick: bool,
+    side_by_side_only: bool,
     output: PathBuf,
 }
 
@@ -67,12 +93,14 @@ impl Options {
         let mut options = Options {
             stores: StoreKind::ALL.to_vec(),
             quick: false,
+            side_by_side_only: false,
             output: PathBuf::from("bench-results/latest.json"),
         };
         let mut arguments = arguments.iter();
         while let Some(argument) = arguments.next() {
             match argument.as_str() {
                 "--quick" => options.quick = true,
+                "--side-by-side" => options.side_by_side_only = true,
                 "--store" => {
                     let value = arguments.next().ok_or("--store needs a value")?;
                     options.stores = match value.as_str() {
@@ -96,7 +124,7 @@ impl Options {
 
 fn run(options: Options) -> Result<(), String> {
     let started = Instant::now();
-    let settings = Settings::new(options.quick);
+    let settings = Settings::new(options.quick, options.side_by_side_only);
     let mut measurements: Vec<Measurement> = Vec::new();
 
     let scratch = stores::Scratch::new()?;
@@ -105,13 +133,6 @@ fn run(options: Options) -> Result<(), String> {
         scratch.path().display()
     );
     measurements.push(fsync::measure(scratch.path(), settings.run_time())?);
-    if options.stores.contains(&stores::StoreKind::Sqlite) {
-        eprintln!("[disk] measuring bare SQLite commits");
-        measurements.push(fsync::measure_bare_sqlite(
-            scratch.path(),
-            settings.run_time(),
-        )?);
-    }
 
     for kind in &options.stores {
         eprintln!("[{kind}] opening");

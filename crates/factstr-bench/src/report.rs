@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::paired::{Comparison, ReferenceKind};
 use crate::stats::Latencies;
 use crate::stores::StoreKind;
 
@@ -23,6 +24,9 @@ pub(crate) struct Measurement {
     pub(crate) p50_us: Option<f64>,
     pub(crate) p99_us: Option<f64>,
     pub(crate) note: String,
+    /// This row against its reference row of the same run, where it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) compared: Option<Comparison>,
 }
 
 impl Measurement {
@@ -53,6 +57,7 @@ impl Measurement {
             p50_us: None,
             p99_us: None,
             note: String::new(),
+            compared: None,
         }
     }
 
@@ -114,14 +119,14 @@ impl Document {
         );
         let _ = writeln!(
             out,
-            "{:<9} {:<10} {:<46} {:>11} {:>12} {:>9} {:>9}  note",
-            "store", "workload", "variant", "ops/s", "events/s", "p50 µs", "p99 µs"
+            "{:<13} {:<10} {:<46} {:>11} {:>12} {:>9} {:>9} {:>7}  note",
+            "store", "workload", "variant", "ops/s", "events/s", "p50 µs", "p99 µs", "vs ref"
         );
-        let _ = writeln!(out, "{}", "-".repeat(115));
+        let _ = writeln!(out, "{}", "-".repeat(127));
         for row in &self.measurements {
             let _ = writeln!(
                 out,
-                "{:<9} {:<10} {:<46} {:>11} {:>12} {:>9} {:>9}  {}",
+                "{:<13} {:<10} {:<46} {:>11} {:>12} {:>9} {:>9} {:>7}  {}",
                 row.store,
                 row.workload,
                 row.variant,
@@ -129,7 +134,107 @@ impl Document {
                 thousands(row.events_per_second),
                 row.p50_us.map_or("-".to_owned(), micros),
                 row.p99_us.map_or("-".to_owned(), micros),
+                row.compared
+                    .as_ref()
+                    .map_or(String::new(), Comparison::shown),
                 row.note
+            );
+        }
+        out.push_str(&self.side_by_side(ReferenceKind::Published052));
+        out.push_str(&self.side_by_side(ReferenceKind::BareEngine));
+        out
+    }
+
+    /// The comparisons of one kind, one line each: the two figures compared
+    /// and their ratio.
+    fn side_by_side(&self, kind: ReferenceKind) -> String {
+        let compared: Vec<(usize, &Measurement, &Comparison)> = self
+            .measurements
+            .iter()
+            .enumerate()
+            .filter_map(|(index, row)| Some((index, row, row.compared.as_ref()?)))
+            .filter(|(_, _, comparison)| comparison.kind == kind)
+            .collect();
+        if compared.is_empty() {
+            return String::new();
+        }
+        let mut out = String::new();
+        let _ = match kind {
+            ReferenceKind::Published052 => writeln!(
+                out,
+                "\nSide by side with the published 0.5.2, same run (ratio > 1: ours is faster;\n\
+                 events/s: ours / 0.5.2; p50: 0.5.2 / ours)\n"
+            ),
+            ReferenceKind::BareEngine => writeln!(
+                out,
+                "\nEach store row against the bare engine, same run (share of the engine's rate;\n\
+                 events/s: store / bare; p50: bare / store)\n"
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "{:<9} {:<10} {:<46} {:>9} {:>14} {:>14} {:>8} {:>8}",
+            "store", "workload", "variant", "by", "ours", "reference", "ratio", "p99"
+        );
+        let _ = writeln!(out, "{}", "-".repeat(124));
+        let mut logarithms = Vec::new();
+        let mut lowest: Option<(f64, String)> = None;
+        for (index, row, comparison) in compared {
+            // A reference row follows the row compared with it.
+            let reference = self.measurements[index..].iter().find(|candidate| {
+                candidate.store == comparison.reference_store
+                    && candidate.variant == comparison.reference_variant
+                    && candidate.workload == row.workload
+            });
+            let (by, ours, theirs) = match comparison.metric {
+                crate::paired::Metric::EventsPerSecond => (
+                    "events/s",
+                    thousands(row.events_per_second),
+                    reference.map_or("-".to_owned(), |reference| {
+                        thousands(reference.events_per_second)
+                    }),
+                ),
+                crate::paired::Metric::P50Latency => (
+                    "p50 µs",
+                    row.p50_us.map_or("-".to_owned(), micros),
+                    reference
+                        .and_then(|reference| reference.p50_us)
+                        .map_or("-".to_owned(), micros),
+                ),
+            };
+            let p99 = match (kind, comparison.p99_ratio) {
+                (ReferenceKind::Published052, Some(ratio)) => format!("{ratio:.2}x"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<9} {:<10} {:<46} {:>9} {:>14} {:>14} {:>8} {:>8}",
+                row.store,
+                row.workload,
+                row.variant,
+                by,
+                ours,
+                theirs,
+                comparison.shown(),
+                p99
+            );
+            logarithms.push(comparison.ratio.ln());
+            if lowest
+                .as_ref()
+                .is_none_or(|(ratio, _)| comparison.ratio < *ratio)
+            {
+                lowest = Some((
+                    comparison.ratio,
+                    format!("{} {} {}", row.store, row.workload, row.variant),
+                ));
+            }
+        }
+        if let (ReferenceKind::Published052, Some((ratio, name))) = (kind, lowest) {
+            let mean = (logarithms.iter().sum::<f64>() / logarithms.len() as f64).exp();
+            let _ = writeln!(
+                out,
+                "geometric mean of {} ratios: {mean:.2}x; lowest: {ratio:.2}x ({name})",
+                logarithms.len()
             );
         }
         out

@@ -9,6 +9,8 @@ use factstr::EventStore;
 use factstr_postgres::{PostgresStore, PostgresStoreOptions};
 use factstr_sqlite::{SqliteDurability, SqliteStore, SqliteStoreOptions};
 
+use crate::bare::BarePostgres;
+
 pub(crate) type SharedStore = Arc<dyn EventStore + Send + Sync>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +103,18 @@ impl StoreFactory {
 
     pub(crate) fn kind(&self) -> StoreKind {
         self.kind
+    }
+
+    /// Where this factory's database files go (the bare SQLite files too).
+    pub(crate) fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// Bare PostgreSQL on the server the stores use, in a fresh schema.
+    pub(crate) fn bare_postgres(&self) -> Result<BarePostgres, String> {
+        let server = self.postgres.as_ref().ok_or("no PostgreSQL server")?;
+        let number = self.opened.fetch_add(1, Ordering::Relaxed);
+        BarePostgres::connect(&server.fresh_schema_url(number)?)
     }
 
     /// A new, empty store. The previous store of this factory must be dropped

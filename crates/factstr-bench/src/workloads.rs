@@ -1,6 +1,9 @@
-//! The workloads, each run on a fresh store and reported as one row.
+//! The workloads, each run on a fresh store and reported as one row, next to
+//! its reference row where it has one.
 //!
-//! - `append`: batches of 1, 10, 100 and 1,000 events from 1 and 16 threads.
+//! - `append`: batches of 1, 10, 100 and 1,000 events from 1 and 16 threads
+//!   (SQLite also batches of 1 and 100 from one thread with
+//!   `synchronous=NORMAL`).
 //! - `append_if`: read a small context, decide, append if unchanged; alone;
 //!   1, 8 and 16 writers on disjoint contexts; 16 writers whose contexts
 //!   overlap 10 % or 100 %.
@@ -10,38 +13,81 @@
 //! - `live`: commit to handler latency with 1 and 100 streams, and from
 //!   another process where the store is shared (PostgreSQL).
 //! - `replay`: durable replay of a stored log.
+//!
+//! The references, run in turns with the store's own row (see `paired`):
+//! - memory: the published `factstr-memory` 0.5.2 on single-thread appends
+//!   of 1, 100 and 1,000 events, the queries and `append_if` at 10,000 and
+//!   100,000 events, live latency and replay;
+//! - SQLite: bare SQLite on single-thread appends of 1 and 100 events (Full
+//!   and Normal), and a paged read of its rows against replay;
+//! - PostgreSQL: bare PostgreSQL on single-thread appends of 1 and 100
+//!   events, a `SELECT 1` round trip against every query, and a paged read
+//!   of its rows against replay.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use factstr::{DurableStream, EventFilter, EventQuery, EventStoreError, HandleStream, NewEvent};
-use serde_json::json;
+use factstr::{EventFilter, EventQuery, EventStoreError, NewEvent};
+use serde_json::{Value, json};
 
+use crate::api::{self, Api, Decision, Ours, Published052};
+use crate::bare::{BareEvent, BarePostgres, BareSqlite, READ_PAGE_ROWS};
+use crate::paired::{
+    self, Metric, ReferenceKind, Tally, Timed, alternate, compared, take_turns, time_call,
+};
 use crate::report::Measurement;
 use crate::stats::Latencies;
-use crate::stores::{self, Durability, SharedStore, StoreFactory};
+use crate::stores::{self, Durability, StoreFactory, StoreKind};
 
 /// The hidden sub-command a cross-process workload runs in its child.
 pub(crate) const CHILD_APPEND_COMMAND: &str = "child-append";
 
+/// The largest log 0.5.2's memory store is measured on: its queries read the
+/// whole log, so a log of 1,000,000 events would take minutes.
+const COMPARED_LOG_SIZE: usize = 100_000;
+
+/// The store name of 0.5.2's memory rows.
+const PUBLISHED_052_MEMORY: &str = "memory-0.5.2";
+
 pub(crate) struct Settings {
     quick: bool,
+    side_by_side_only: bool,
 }
 
 impl Settings {
-    pub(crate) fn new(quick: bool) -> Self {
-        Self { quick }
+    pub(crate) fn new(quick: bool, side_by_side_only: bool) -> Self {
+        Self {
+            quick,
+            side_by_side_only,
+        }
     }
 
-    /// How long each throughput workload runs.
+    /// How long each throughput workload runs (each side of a pair).
     pub(crate) fn run_time(&self) -> Duration {
         if self.quick {
             Duration::from_millis(250)
         } else {
             Duration::from_secs(2)
         }
+    }
+
+    /// How long each side of a paired throughput workload runs: as long as
+    /// an unpaired one; in the quick run half as long, so that a pair takes
+    /// no longer than the single row did.
+    fn pair_run_time(&self) -> Duration {
+        if self.quick {
+            self.run_time() / 2
+        } else {
+            self.run_time()
+        }
+    }
+
+    /// In how many turns a pair shares its run time: slices of 250 ms (the
+    /// quick run: 62.5 ms), short against the machine's drift.
+    fn slices(&self) -> u32 {
+        if self.quick { 2 } else { 8 }
     }
 
     /// At most this many events per throughput workload (memory stays bounded).
@@ -68,40 +114,90 @@ impl Settings {
     fn replay_events(&self) -> usize {
         if self.quick { 20_000 } else { 500_000 }
     }
+
+    /// How often each log is replayed (in turns with its reference).
+    fn replay_rounds(&self) -> u32 {
+        if self.quick { 1 } else { 5 }
+    }
+
+    /// The rows of the bare engines' paged read (the replay reference).
+    fn bare_read_rows(&self) -> u64 {
+        if self.quick { 20_000 } else { 1_000_000 }
+    }
+
+    /// Whether a workload runs: every one normally; with `--side-by-side`
+    /// only those that have a reference.
+    fn runs(&self, has_reference: bool) -> bool {
+        !self.side_by_side_only || has_reference
+    }
 }
 
 pub(crate) fn run_all(
     factory: &StoreFactory,
     settings: &Settings,
 ) -> Result<Vec<Measurement>, String> {
+    let kind = factory.kind();
     let mut rows = Vec::new();
-    for threads in [1, 16] {
-        for batch_size in [1, 10, 100, 1_000] {
-            rows.push(append(factory, settings, batch_size, threads)?);
+    for batch_size in [1, 10, 100, 1_000] {
+        if settings.runs(append_has_reference(kind, batch_size)) {
+            rows.extend(append_alone(
+                factory,
+                settings,
+                batch_size,
+                Durability::Full,
+            )?);
         }
     }
-    rows.push(append_if_alone(factory, settings)?);
-    // 1 and 8 writers on disjoint contexts measure how the store scales with
-    // writers; 16 writers with 0, 10 and 100 % overlap measure contention.
-    for (writers, overlap_percent) in [(1, 0), (8, 0), (16, 0), (16, 10), (16, 100)] {
-        rows.push(append_if_contended(
-            factory,
-            settings,
-            writers,
-            overlap_percent,
-        )?);
+    if kind == StoreKind::Sqlite {
+        for batch_size in [1, 100] {
+            rows.extend(append_alone(
+                factory,
+                settings,
+                batch_size,
+                Durability::Normal,
+            )?);
+        }
+    }
+    if settings.runs(false) {
+        for batch_size in [1, 10, 100, 1_000] {
+            rows.push(append(factory, settings, batch_size, 16)?);
+        }
+        rows.push(append_if_alone(factory, settings)?);
+        // 1 and 8 writers on disjoint contexts measure how the store scales with
+        // writers; 16 writers with 0, 10 and 100 % overlap measure contention.
+        for (writers, overlap_percent) in [(1, 0), (8, 0), (16, 0), (16, 10), (16, 100)] {
+            rows.push(append_if_contended(
+                factory,
+                settings,
+                writers,
+                overlap_percent,
+            )?);
+        }
     }
     for &size in settings.log_sizes() {
-        rows.extend(query_on_log(factory, settings, size)?);
+        if settings.runs(kind != StoreKind::Sqlite && size <= COMPARED_LOG_SIZE) {
+            rows.extend(query_on_log(factory, settings, size)?);
+        }
     }
     for streams in [1, 100] {
-        rows.push(live_latency(factory, settings, streams)?);
+        // PostgreSQL's single stream is the row the separate 0.5.2 program
+        // (bench/factstr-052-postgres) is compared with.
+        let compared = kind == StoreKind::Memory || (kind == StoreKind::Postgres && streams == 1);
+        if settings.runs(compared) {
+            rows.extend(live_latency(factory, settings, streams)?);
+        }
     }
-    if factory.kind() == crate::stores::StoreKind::Postgres {
+    if kind == StoreKind::Postgres && settings.runs(false) {
         rows.push(live_latency_across_processes(factory, settings)?);
     }
+    let mut bare_log = None;
     for batch_size in [10, 100] {
-        rows.push(durable_replay(factory, settings, batch_size)?);
+        rows.extend(durable_replay(
+            factory,
+            settings,
+            batch_size,
+            &mut bare_log,
+        )?);
     }
     Ok(rows)
 }
@@ -114,17 +210,39 @@ fn failed(error: EventStoreError) -> String {
     error.to_string()
 }
 
-fn deposit(thread: usize, number: u64) -> NewEvent {
-    NewEvent::new(
-        "money-deposited",
-        json!({"account": format!("acc-{thread}-{}", number % 1_000), "amount": number, "currency": "EUR"}),
-    )
+fn deposit_payload(thread: usize, number: u64) -> Value {
+    json!({"account": format!("acc-{thread}-{}", number % 1_000), "amount": number, "currency": "EUR"})
 }
 
-fn now_us() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |since| since.as_secs_f64() * 1e6)
+fn deposit(thread: usize, number: u64) -> NewEvent {
+    NewEvent::new("money-deposited", deposit_payload(thread, number))
+}
+
+/// The `round`-th batch of `batch_size` deposits of one writer.
+fn deposits<A: Api>(round: u64, batch_size: usize) -> Vec<A::Event> {
+    let first = round * batch_size as u64;
+    (first..first + batch_size as u64)
+        .map(|number| A::event("money-deposited", deposit_payload(0, number)))
+        .collect()
+}
+
+/// `deposits` for the bare engines.
+fn bare_deposits(round: u64, batch_size: usize) -> Vec<BareEvent> {
+    let first = round * batch_size as u64;
+    (first..first + batch_size as u64)
+        .map(|number| BareEvent {
+            event_type: "money-deposited",
+            payload: deposit_payload(0, number),
+        })
+        .collect()
+}
+
+fn two(tallies: Vec<Tally>) -> Result<(Tally, Tally), String> {
+    let mut tallies = tallies.into_iter();
+    tallies
+        .next()
+        .zip(tallies.next())
+        .ok_or_else(|| "a pair returned fewer than two tallies".to_owned())
 }
 
 /// Runs `work` on `threads` threads until `deadline`; each call returns the
@@ -326,28 +444,198 @@ fn append_if_contended(
     Ok(row)
 }
 
-/// Sizes of a log with `size` events of ten ordinary types and 10 needles.
-fn build_log(store: &SharedStore, size: usize) -> Result<(), String> {
+/// Whether single-thread appends of `batch_size` events have a reference row.
+fn append_has_reference(kind: StoreKind, batch_size: usize) -> bool {
+    match kind {
+        StoreKind::Memory => matches!(batch_size, 1 | 100 | 1_000),
+        StoreKind::Sqlite | StoreKind::Postgres => matches!(batch_size, 1 | 100),
+    }
+}
+
+/// Appends of `batch_size` events from one thread, in turns with the
+/// reference where there is one. Rates are per second spent inside the
+/// `append` calls; each batch is built before the clock starts.
+fn append_alone(
+    factory: &StoreFactory,
+    settings: &Settings,
+    batch_size: usize,
+    durability: Durability,
+) -> Result<Vec<Measurement>, String> {
+    let kind = factory.kind();
+    let mut variant = format!("batch={batch_size} threads=1");
+    if durability == Durability::Normal {
+        variant.push_str(" NORMAL");
+    }
+    progress(factory, "append", &variant);
+    let store = factory.fresh(durability)?;
+    let events = batch_size as u64;
+    let mut ours = |round: u64| {
+        let batch = deposits::<Ours>(round, batch_size);
+        time_call(events, || Ours::append(&store, batch))
+    };
+    let (per_side, slices, cap) = (
+        settings.pair_run_time(),
+        settings.slices(),
+        settings.event_cap(),
+    );
+    let name = kind.to_string();
+    if !append_has_reference(kind, batch_size) {
+        let tallies = alternate(&mut [&mut ours], settings.run_time(), slices, cap)?;
+        let ours = tallies.first().ok_or("no tally")?;
+        return Ok(vec![ours.measurement(&name, "append", &variant)]);
+    }
+    let (ours, theirs, reference_name, reference_variant, reference_kind) = match kind {
+        StoreKind::Memory => {
+            let published = api::open_published_052();
+            let mut theirs = |round: u64| {
+                let batch = deposits::<Published052>(round, batch_size);
+                time_call(events, || Published052::append(&published, batch))
+            };
+            let (ours, theirs) = two(alternate(
+                &mut [&mut ours, &mut theirs],
+                per_side,
+                slices,
+                cap,
+            )?)?;
+            let reference = (PUBLISHED_052_MEMORY, variant.clone());
+            (
+                ours,
+                theirs,
+                reference.0,
+                reference.1,
+                ReferenceKind::Published052,
+            )
+        }
+        StoreKind::Sqlite => {
+            let mut bare = BareSqlite::create(factory.directory(), "bare-append", durability)?;
+            let mut theirs = |round: u64| {
+                let batch = bare_deposits(round, batch_size);
+                time_call(events, || bare.commit(&batch))
+            };
+            let (ours, theirs) = two(alternate(
+                &mut [&mut ours, &mut theirs],
+                per_side,
+                slices,
+                cap,
+            )?)?;
+            let synchronous = match durability {
+                Durability::Full => "FULL",
+                Durability::Normal => "NORMAL",
+            };
+            let reference = format!("batch={batch_size}: 1 transaction, WAL, {synchronous}");
+            (
+                ours,
+                theirs,
+                "sqlite-bare",
+                reference,
+                ReferenceKind::BareEngine,
+            )
+        }
+        StoreKind::Postgres => {
+            let mut bare = factory.bare_postgres()?;
+            let mut theirs = |round: u64| {
+                let batch = bare_deposits(round, batch_size);
+                time_call(events, || bare.commit(&batch))
+            };
+            let (ours, theirs) = two(alternate(
+                &mut [&mut ours, &mut theirs],
+                per_side,
+                slices,
+                cap,
+            )?)?;
+            let statement = if batch_size == 1 {
+                "INSERT"
+            } else {
+                "multi-row INSERT"
+            };
+            let reference = format!("batch={batch_size}: one {statement} per commit");
+            (
+                ours,
+                theirs,
+                "postgres-bare",
+                reference,
+                ReferenceKind::BareEngine,
+            )
+        }
+    };
+    Ok(compared(
+        ours.measurement(&name, "append", &variant),
+        theirs.measurement(reference_name, "append", &reference_variant),
+        reference_kind,
+        Metric::EventsPerSecond,
+    )
+    .into())
+}
+
+/// A log of `size` events of ten ordinary types and 10 needles.
+fn build_log<A: Api>(store: &A::Store, size: usize) -> Result<(), String> {
     let needle_every = size / 10;
     let mut batch = Vec::with_capacity(1_000);
     for index in 0..size {
         let event = if index % needle_every == needle_every / 2 {
-            NewEvent::new(
+            A::event(
                 "needle-found",
                 json!({"account": "needle-account", "amount": index}),
             )
         } else {
-            NewEvent::new(
-                format!("type-{}", index % 10),
+            A::event(
+                &format!("type-{}", index % 10),
                 json!({"account": format!("acc-{}", index % 10_000), "amount": index}),
             )
         };
         batch.push(event);
         if batch.len() == 1_000 || index + 1 == size {
-            store.append(std::mem::take(&mut batch)).map_err(failed)?;
+            A::append(store, std::mem::take(&mut batch))?;
         }
     }
     Ok(())
+}
+
+fn needle_predicate() -> Value {
+    json!({"account": "needle-account"})
+}
+
+/// One query that must find the 10 needles.
+fn timed_query<A: Api>(store: &A::Store, query: &A::Query, variant: &str) -> Result<Timed, String> {
+    let started = Instant::now();
+    let queried = A::query(store, query)?;
+    let elapsed = started.elapsed();
+    if queried.matches != 10 {
+        return Err(format!(
+            "{variant}: expected 10 matches, got {}",
+            queried.matches
+        ));
+    }
+    Ok(Timed {
+        events: 10,
+        elapsed,
+    })
+}
+
+/// Reads `context`, then times an `append_if` of one needle on it.
+fn timed_append_if<A: Api>(
+    store: &A::Store,
+    context: &A::Query,
+    number: usize,
+) -> Result<Timed, String> {
+    let seen = A::query(store, context)?.context_version;
+    let event = A::event(
+        "needle-found",
+        json!({"account": "needle-account", "amount": number}),
+    );
+    time_call(1, || {
+        match A::append_if(store, vec![event], context, seen)? {
+            Decision::Committed => Ok(()),
+            Decision::Conflict => Err("append_if met a conflict no one caused".to_owned()),
+        }
+    })
+}
+
+/// What the queries on a log are measured against.
+enum QueryReference {
+    None,
+    Published052(<Published052 as Api>::Store),
+    RoundTrip(BarePostgres),
 }
 
 fn query_on_log(
@@ -355,6 +643,7 @@ fn query_on_log(
     settings: &Settings,
     size: usize,
 ) -> Result<Vec<Measurement>, String> {
+    let kind = factory.kind();
     progress(
         factory,
         "query",
@@ -363,155 +652,253 @@ fn query_on_log(
     // Durability does not change reads; NORMAL keeps building the log fast and
     // is the setting the append_if figure below is specified for.
     let store = factory.fresh(Durability::Normal)?;
-    build_log(&store, size)?;
-    let kind = factory.kind().to_string();
-    let by_type = EventQuery::for_event_types(["needle-found"]);
-    let by_payload =
-        EventQuery::all()
-            .with_filters([EventFilter::default()
-                .with_payload_predicates([json!({"account": "needle-account"})])]);
+    build_log::<Ours>(&store, size)?;
+    let mut reference = match kind {
+        StoreKind::Memory if size <= COMPARED_LOG_SIZE => {
+            progress(
+                factory,
+                "query",
+                &format!("building 0.5.2's log of {size} events"),
+            );
+            let published = api::open_published_052();
+            build_log::<Published052>(&published, size)?;
+            QueryReference::Published052(published)
+        }
+        StoreKind::Postgres => QueryReference::RoundTrip(factory.bare_postgres()?),
+        _ => QueryReference::None,
+    };
+    let name = kind.to_string();
     let mut rows = Vec::new();
-    for (variant, query) in [("by type", &by_type), ("by payload predicate", &by_payload)] {
+    let mut round_trips = Tally::default();
+    for (variant, by_payload) in [("by type", false), ("by payload predicate", true)] {
         let variant = format!("{variant}, 10 of {size}");
         progress(factory, "query", &variant);
-        let mut latencies = Latencies::default();
-        let started = Instant::now();
-        for _ in 0..settings.query_repetitions() {
-            let one = Instant::now();
-            let result = store.query(query).map_err(failed)?;
-            latencies.record(one.elapsed());
-            if result.event_records.len() != 10 {
-                return Err(format!(
-                    "{variant}: expected 10 matches, got {}",
-                    result.event_records.len()
-                ));
-            }
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let operations = settings.query_repetitions() as u64;
-        rows.push(
-            Measurement::new(
-                &kind,
-                "query",
-                &variant,
-                operations,
-                operations * 10,
-                seconds,
+        let (our_query, their_query) = if by_payload {
+            (
+                Ours::payload_query(None, needle_predicate()),
+                Published052::payload_query(None, needle_predicate()),
             )
-            .with_latencies(&latencies),
+        } else {
+            (
+                Ours::type_query("needle-found"),
+                Published052::type_query("needle-found"),
+            )
+        };
+        let (mut ours, mut theirs) = (Tally::default(), Tally::default());
+        let (repetitions, turns) = (settings.query_repetitions(), settings.slices());
+        let mut our_side = |_: usize| {
+            ours.add(&timed_query::<Ours>(&store, &our_query, &variant)?);
+            Ok(())
+        };
+        match &mut reference {
+            QueryReference::Published052(published) => {
+                let mut their_side = |_: usize| {
+                    theirs.add(&timed_query::<Published052>(
+                        published,
+                        &their_query,
+                        &variant,
+                    )?);
+                    Ok(())
+                };
+                take_turns(repetitions, turns, &mut [&mut our_side, &mut their_side])?;
+            }
+            QueryReference::RoundTrip(bare) => {
+                let mut their_side = |_: usize| {
+                    round_trips.add(&time_call(0, || bare.round_trip())?);
+                    Ok(())
+                };
+                take_turns(repetitions, turns, &mut [&mut our_side, &mut their_side])?;
+            }
+            QueryReference::None => take_turns(repetitions, turns, &mut [&mut our_side])?,
+        }
+        let row = ours.measurement(&name, "query", &variant);
+        if let QueryReference::Published052(_) = reference {
+            rows.extend(compared(
+                row,
+                theirs.measurement(PUBLISHED_052_MEMORY, "query", &variant),
+                ReferenceKind::Published052,
+                Metric::P50Latency,
+            ));
+        } else {
+            rows.push(row);
+        }
+    }
+    if let QueryReference::RoundTrip(_) = reference {
+        let round_trip = round_trips.measurement(
+            "postgres-bare",
+            "query",
+            &format!("SELECT 1 round trip, next to the {size} log"),
         );
+        for row in &mut rows {
+            row.compared = paired::Comparison::of(
+                row,
+                &round_trip,
+                ReferenceKind::BareEngine,
+                Metric::P50Latency,
+            );
+        }
+        rows.push(round_trip);
     }
 
     let variant = format!("on the payload context of the {size} log");
     progress(factory, "query", &variant);
-    let mut latencies = Latencies::default();
-    let started = Instant::now();
-    let repetitions = settings.query_repetitions() / 3;
-    for number in 0..repetitions {
-        let seen = store
-            .query(&by_payload)
-            .map_err(failed)?
-            .current_context_version;
-        let one = Instant::now();
-        let event = NewEvent::new(
-            "needle-found",
-            json!({"account": "needle-account", "amount": number}),
-        );
-        store
-            .append_if(vec![event], &by_payload, seen)
-            .map_err(failed)?;
-        latencies.record(one.elapsed());
+    let our_context = Ours::payload_query(None, needle_predicate());
+    let their_context = Published052::payload_query(None, needle_predicate());
+    let (mut ours, mut theirs) = (Tally::default(), Tally::default());
+    let (repetitions, turns) = (settings.query_repetitions() / 3, settings.slices());
+    let mut our_side = |number: usize| {
+        ours.add(&timed_append_if::<Ours>(&store, &our_context, number)?);
+        Ok(())
+    };
+    if let QueryReference::Published052(published) = &reference {
+        let mut their_side = |number: usize| {
+            theirs.add(&timed_append_if::<Published052>(
+                published,
+                &their_context,
+                number,
+            )?);
+            Ok(())
+        };
+        take_turns(repetitions, turns, &mut [&mut our_side, &mut their_side])?;
+    } else {
+        take_turns(repetitions, turns, &mut [&mut our_side])?;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    rows.push(
-        Measurement::new(
-            &kind,
-            "append_if",
-            &variant,
-            repetitions as u64,
-            repetitions as u64,
-            seconds,
-        )
-        .with_latencies(&latencies)
-        .with_note(if kind == "sqlite" {
-            "synchronous=NORMAL"
-        } else {
-            ""
-        }),
-    );
+    let row =
+        ours.measurement(&name, "append_if", &variant)
+            .with_note(if kind == StoreKind::Sqlite {
+                "synchronous=NORMAL"
+            } else {
+                ""
+            });
+    if let QueryReference::Published052(_) = reference {
+        rows.extend(compared(
+            row,
+            theirs.measurement(PUBLISHED_052_MEMORY, "append_if", &variant),
+            ReferenceKind::Published052,
+            Metric::P50Latency,
+        ));
+    } else {
+        rows.push(row);
+    }
     Ok(rows)
 }
 
-/// A handler that records, per delivered event, now minus its `sent_us`.
-fn latency_handler(samples: &Arc<Mutex<Latencies>>, delivered: &Arc<AtomicU64>) -> HandleStream {
-    let (samples, delivered) = (Arc::clone(samples), Arc::clone(delivered));
-    HandleStream::new(move |batch| {
-        let now = now_us();
-        if let Ok(mut samples) = samples.lock() {
-            for record in &batch {
-                samples.record_us(now - record.payload["sent_us"].as_f64().unwrap_or(now));
-            }
-        }
-        delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        async { Ok(()) }
-    })
-}
-
-fn wait_for(delivered: &AtomicU64, expected: u64) -> Result<(), String> {
+/// Waits until `counter` reaches `expected`, looking every `poll`.
+fn wait_for(counter: &AtomicU64, expected: u64, poll: Duration) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while delivered.load(Ordering::Relaxed) < expected {
+    while counter.load(Ordering::Relaxed) < expected {
         if Instant::now() > deadline {
             return Err(format!(
                 "only {} of {expected} deliveries arrived within 60 s",
-                delivered.load(Ordering::Relaxed)
+                counter.load(Ordering::Relaxed)
             ));
         }
-        thread::sleep(Duration::from_millis(2));
+        thread::sleep(poll);
     }
     Ok(())
 }
 
 fn timed_event(number: usize) -> NewEvent {
-    NewEvent::new("pinged", json!({"sent_us": now_us(), "number": number}))
+    NewEvent::new(
+        "pinged",
+        json!({"sent_us": api::now_us(), "number": number}),
+    )
+}
+
+/// `streams` live streams on one store, fed one append every 2 ms.
+struct Live<A: Api> {
+    store: A::Store,
+    samples: Arc<Mutex<Latencies>>,
+    delivered: Arc<AtomicU64>,
+    subscriptions: Vec<A::Stream>,
+    sent: u64,
+    seconds: f64,
+}
+
+impl<A: Api> Live<A> {
+    fn subscribe(store: A::Store, streams: usize) -> Result<Self, String> {
+        let samples = Arc::new(Mutex::new(Latencies::default()));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let subscriptions = (0..streams)
+            .map(|_| A::stream_latencies(&store, &samples, &delivered))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            store,
+            samples,
+            delivered,
+            subscriptions,
+            sent: 0,
+            seconds: 0.0,
+        })
+    }
+
+    /// Appends `appends` timed events and waits until every stream has them.
+    fn send(&mut self, appends: usize) -> Result<(), String> {
+        let started = Instant::now();
+        for number in 0..appends {
+            let event = A::event(
+                "pinged",
+                json!({"sent_us": api::now_us(), "number": number}),
+            );
+            A::append(&self.store, vec![event])?;
+            thread::sleep(Duration::from_millis(2));
+        }
+        self.sent += appends as u64;
+        wait_for(
+            &self.delivered,
+            self.sent * self.subscriptions.len() as u64,
+            Duration::from_millis(2),
+        )?;
+        self.seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn measurement(self, store: &str, variant: &str) -> Result<Measurement, String> {
+        drop(self.subscriptions);
+        let samples = std::mem::take(&mut *self.samples.lock().map_err(|_| "poisoned")?);
+        Ok(Measurement::new(
+            store,
+            "live",
+            variant,
+            samples.len() as u64,
+            samples.len() as u64,
+            self.seconds,
+        )
+        .with_latencies(&samples)
+        .with_note("append call -> handler, one append every 2 ms"))
+    }
 }
 
 fn live_latency(
     factory: &StoreFactory,
     settings: &Settings,
     streams: usize,
-) -> Result<Measurement, String> {
+) -> Result<Vec<Measurement>, String> {
+    let kind = factory.kind();
     let variant = format!("{streams} stream(s), same process");
     progress(factory, "live", &variant);
-    let store = factory.fresh(Durability::Full)?;
-    let samples = Arc::new(Mutex::new(Latencies::default()));
-    let delivered = Arc::new(AtomicU64::new(0));
-    let subscriptions = (0..streams)
-        .map(|_| {
-            store
-                .stream_all(latency_handler(&samples, &delivered))
-                .map_err(failed)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut ours = Live::<Ours>::subscribe(factory.fresh(Durability::Full)?, streams)?;
     let appends = settings.live_appends();
-    let started = Instant::now();
-    for number in 0..appends {
-        store.append(vec![timed_event(number)]).map_err(failed)?;
-        thread::sleep(Duration::from_millis(2));
+    if kind != StoreKind::Memory {
+        ours.send(appends)?;
+        return Ok(vec![ours.measurement(&kind.to_string(), &variant)?]);
     }
-    wait_for(&delivered, (appends * streams) as u64)?;
-    let seconds = started.elapsed().as_secs_f64();
-    drop(subscriptions);
-    let samples = std::mem::take(&mut *samples.lock().map_err(|_| "poisoned")?);
-    Ok(Measurement::new(
-        &factory.kind().to_string(),
-        "live",
-        &variant,
-        samples.len() as u64,
-        samples.len() as u64,
-        seconds,
+    let mut theirs = Live::<Published052>::subscribe(api::open_published_052(), streams)?;
+    let turn = appends.div_ceil(settings.slices() as usize);
+    let mut left = appends;
+    while left > 0 {
+        let now = turn.min(left);
+        ours.send(now)?;
+        theirs.send(now)?;
+        left -= now;
+    }
+    Ok(compared(
+        ours.measurement(&kind.to_string(), &variant)?,
+        theirs.measurement(PUBLISHED_052_MEMORY, &variant)?,
+        ReferenceKind::Published052,
+        Metric::P50Latency,
     )
-    .with_latencies(&samples)
-    .with_note("append call -> handler, one append every 2 ms"))
+    .into())
 }
 
 fn live_latency_across_processes(
@@ -526,9 +913,7 @@ fn live_latency_across_processes(
         .ok_or("the store cannot be shared with a child process")?;
     let samples = Arc::new(Mutex::new(Latencies::default()));
     let delivered = Arc::new(AtomicU64::new(0));
-    let subscription = store
-        .stream_all(latency_handler(&samples, &delivered))
-        .map_err(failed)?;
+    let subscription = Ours::stream_latencies(&store, &samples, &delivered)?;
     let appends = settings.live_appends();
     let started = Instant::now();
     let executable = std::env::current_exe().map_err(|error| error.to_string())?;
@@ -541,7 +926,7 @@ fn live_latency_across_processes(
     if !status.success() {
         return Err(format!("the appending child failed: {status}"));
     }
-    wait_for(&delivered, appends as u64)?;
+    wait_for(&delivered, appends as u64, Duration::from_millis(2))?;
     let seconds = started.elapsed().as_secs_f64();
     drop(subscription);
     let samples = std::mem::take(&mut *samples.lock().map_err(|_| "poisoned")?);
@@ -576,72 +961,188 @@ pub(crate) fn run_child_appender(arguments: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn durable_replay(
-    factory: &StoreFactory,
-    settings: &Settings,
+/// Stores `total` deposits in batches of `batch_size` from 4 threads.
+fn fill_replay_log<A: Api>(
+    store: &A::Store,
+    total: usize,
     batch_size: usize,
-) -> Result<Measurement, String> {
-    let total = settings.replay_events();
-    let variant = format!("{total} events in batches of {batch_size}");
-    progress(factory, "replay", &format!("building {variant}"));
-    let store = factory.fresh(Durability::Normal)?;
+) -> Result<(), String> {
     let batches = total / batch_size;
     let next_batch = AtomicU64::new(0);
     let failure = Mutex::new(None);
     let stop = AtomicBool::new(false);
     thread::scope(|scope| {
         for thread in 0..4 {
-            let (store, next_batch, failure, stop) = (&store, &next_batch, &failure, &stop);
+            let (next_batch, failure, stop) = (&next_batch, &failure, &stop);
             scope.spawn(move || {
                 while !stop.load(Ordering::Relaxed)
                     && next_batch.fetch_add(1, Ordering::Relaxed) < batches as u64
                 {
                     let batch = (0..batch_size as u64)
-                        .map(|offset| deposit(thread, offset))
+                        .map(|offset| A::event("money-deposited", deposit_payload(thread, offset)))
                         .collect();
-                    if let Err(error) = store.append(batch) {
+                    if let Err(error) = A::append(store, batch) {
                         stop.store(true, Ordering::Relaxed);
                         if let Ok(mut failure) = failure.lock() {
-                            *failure = Some(failed(error));
+                            *failure = Some(error);
                         }
                     }
                 }
             });
         }
     });
-    if let Some(error) = failure.into_inner().map_err(|_| "poisoned")? {
-        return Err(error);
+    match failure.into_inner().map_err(|_| "poisoned")? {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
+}
 
-    progress(factory, "replay", &variant);
+/// Registers a new durable stream from the beginning of the log and times
+/// it until its handler has seen all `expected` events.
+fn timed_replay<A: Api>(store: &A::Store, round: u32, expected: u64) -> Result<Timed, String> {
     let handled = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&handled);
     let started = Instant::now();
-    let stream = store
-        .stream_all_durable(
-            &DurableStream::new("replay-benchmark"),
-            HandleStream::new(move |batch| {
-                counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                async { Ok(()) }
-            }),
-        )
-        .map_err(failed)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let stream = A::replay_counting(store, &format!("replay-benchmark-{round}"), &handled)?;
+    // Our stores replay inside the call; a store that replays in the
+    // background is waited for, in steps small against the replay.
+    wait_for(&handled, expected, Duration::from_micros(100))?;
+    let elapsed = started.elapsed();
     drop(stream);
     let events = handled.load(Ordering::Relaxed);
-    if events != (batches * batch_size) as u64 {
+    if events != expected {
         return Err(format!(
-            "replay delivered {events} events, expected {}",
-            batches * batch_size
+            "replay delivered {events} events, expected {expected}"
         ));
     }
-    Ok(Measurement::new(
-        &factory.kind().to_string(),
+    Ok(Timed { events, elapsed })
+}
+
+/// The bare engine's table of deposits that the replay rows are compared
+/// with, filled once per store kind.
+enum BareLog {
+    Sqlite(BareSqlite),
+    Postgres(BarePostgres),
+}
+
+impl BareLog {
+    fn fill(factory: &StoreFactory, rows: u64) -> Result<Self, String> {
+        progress(
+            factory,
+            "replay",
+            &format!("filling a bare table of {rows} rows"),
+        );
+        match factory.kind() {
+            StoreKind::Sqlite => {
+                let mut bare =
+                    BareSqlite::create(factory.directory(), "bare-log", Durability::Normal)?;
+                bare.fill(rows)?;
+                Ok(Self::Sqlite(bare))
+            }
+            StoreKind::Postgres => {
+                let mut bare = factory.bare_postgres()?;
+                bare.fill_log(rows)?;
+                Ok(Self::Postgres(bare))
+            }
+            StoreKind::Memory => Err("the memory store has no bare engine".to_owned()),
+        }
+    }
+
+    fn timed_read(&mut self) -> Result<Timed, String> {
+        let started = Instant::now();
+        let events = match self {
+            Self::Sqlite(bare) => bare.read_all()?,
+            Self::Postgres(bare) => bare.read_all()?,
+        };
+        Ok(Timed {
+            events,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// What a replay is measured against.
+enum ReplayReference<'a> {
+    Published052(<Published052 as Api>::Store),
+    Bare(&'a mut BareLog),
+}
+
+fn durable_replay(
+    factory: &StoreFactory,
+    settings: &Settings,
+    batch_size: usize,
+    bare_log: &mut Option<BareLog>,
+) -> Result<Vec<Measurement>, String> {
+    let kind = factory.kind();
+    let total = settings.replay_events();
+    let variant = format!("{total} events in batches of {batch_size}");
+    progress(factory, "replay", &format!("building {variant}"));
+    let store = factory.fresh(Durability::Normal)?;
+    fill_replay_log::<Ours>(&store, total, batch_size)?;
+    let expected = (total / batch_size * batch_size) as u64;
+    let mut reference = match kind {
+        StoreKind::Memory => {
+            progress(factory, "replay", &format!("building 0.5.2's {variant}"));
+            let published = api::open_published_052();
+            fill_replay_log::<Published052>(&published, total, batch_size)?;
+            ReplayReference::Published052(published)
+        }
+        StoreKind::Sqlite | StoreKind::Postgres => {
+            if bare_log.is_none() {
+                *bare_log = Some(BareLog::fill(factory, settings.bare_read_rows())?);
+            }
+            ReplayReference::Bare(bare_log.as_mut().ok_or("no bare log")?)
+        }
+    };
+
+    progress(factory, "replay", &variant);
+    let (mut ours, mut theirs) = (Tally::default(), Tally::default());
+    for round in 0..settings.replay_rounds() {
+        ours.add(&timed_replay::<Ours>(&store, round, expected)?);
+        match &mut reference {
+            ReplayReference::Published052(published) => {
+                theirs.add(&timed_replay::<Published052>(published, round, expected)?);
+            }
+            ReplayReference::Bare(bare) => theirs.add(&bare.timed_read()?),
+        }
+    }
+    let batches = u64::from(settings.replay_rounds()) * expected / batch_size as u64;
+    let row = Measurement::new(
+        &kind.to_string(),
         "replay",
         &variant,
-        batches as u64,
-        events,
-        seconds,
+        batches,
+        ours.events,
+        ours.busy.as_secs_f64(),
     )
-    .with_note("ops = batches handed to the handler"))
+    .with_note("ops = batches handed to the handler");
+    let (reference_row, reference_kind) = match reference {
+        ReplayReference::Published052(_) => (
+            Measurement::new(
+                PUBLISHED_052_MEMORY,
+                "replay",
+                &variant,
+                batches,
+                theirs.events,
+                theirs.busy.as_secs_f64(),
+            )
+            .with_note("ops = batches handed to the handler"),
+            ReferenceKind::Published052,
+        ),
+        ReplayReference::Bare(_) => (
+            Measurement::new(
+                &format!("{kind}-bare"),
+                "replay",
+                &format!(
+                    "read {} rows in pages of {READ_PAGE_ROWS}",
+                    settings.bare_read_rows()
+                ),
+                theirs.calls,
+                theirs.events,
+                theirs.busy.as_secs_f64(),
+            )
+            .with_note("ops = whole reads; rows decoded, payload parsed"),
+            ReferenceKind::BareEngine,
+        ),
+    };
+    Ok(compared(row, reference_row, reference_kind, Metric::EventsPerSecond).into())
 }
