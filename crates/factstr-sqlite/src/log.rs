@@ -275,6 +275,26 @@ mod tests {
         assert_ne!(name, lock_file_name(&"x".repeat(501)));
     }
 
+    /// Claim file names are shared by processes of different builds on one
+    /// database, so they never change: these are the names every release
+    /// has used.
+    #[test]
+    fn lock_file_names_stay_the_same_across_builds() {
+        assert_eq!(lock_file_name("ledger/é"), "6c65646765722fc3a9.lock");
+        assert_eq!(
+            lock_file_name(&"x".repeat(100)),
+            format!("{}.lock", "78".repeat(100))
+        );
+        assert_eq!(
+            lock_file_name(&"x".repeat(500)),
+            "long-b6822c71b0501b75-500.lock"
+        );
+        assert_eq!(
+            lock_file_name(&format!("projection/{}", "é".repeat(60))),
+            "long-b7fc0eb2a526be2d-131.lock"
+        );
+    }
+
     #[test]
     fn claims_live_next_to_the_database() {
         assert_eq!(
