@@ -15,6 +15,7 @@
 //! of the group and publishes nothing: the guard rolls back and puts the
 //! cursors back.
 
+use std::collections::HashMap;
 use std::vec;
 
 use chrono::{DateTime, Utc};
@@ -49,17 +50,9 @@ impl GroupCommit<'_> {
             return;
         }
         let savepoints = writes > 1 || !cursors.is_empty();
-        let transaction =
-            match WriteTransaction::begin(self.connection, self.pending_cursors, cursors) {
-                Ok(transaction) => transaction,
-                Err(error) => {
-                    fail_unhandled(requests, &error);
-                    return;
-                }
-            };
         let mut requests = requests.into_iter();
         let mut handled = Vec::with_capacity(requests.len());
-        match self.write(transaction, savepoints, &mut requests, &mut handled) {
+        match self.write(cursors, savepoints, &mut requests, &mut handled) {
             Ok(()) => self.answer(handled),
             Err(error) => {
                 for request in handled {
@@ -70,15 +63,17 @@ impl GroupCommit<'_> {
         }
     }
 
-    /// Handles `requests` in `transaction`, moving each to `handled`, and
-    /// commits what is to be kept. An error fails the whole group.
+    /// Begins the transaction with `cursors`, handles `requests` in it,
+    /// moving each to `handled`, and commits what is to be kept. An error
+    /// fails the whole group; the transaction's guard undoes it.
     fn write(
         &self,
-        transaction: WriteTransaction<'_>,
+        cursors: HashMap<String, u64>,
         savepoints: bool,
         requests: &mut vec::IntoIter<WriteRequest>,
         handled: &mut Vec<Handled>,
     ) -> Result<(), EventStoreError> {
+        let transaction = WriteTransaction::begin(self.connection, self.pending_cursors, cursors)?;
         let (last_sequence_number, last_commit_time) = read::last_committed(self.connection)?;
         let mut head = Head {
             last_sequence_number,
