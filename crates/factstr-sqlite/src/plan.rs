@@ -236,6 +236,30 @@ impl Source {
         self.exact
     }
 
+    /// The candidates in `after < s <= through`, ascending, at most `limit`
+    /// of them.
+    pub(crate) fn candidates(
+        &self,
+        connection: &Connection,
+        after: u64,
+        through: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<u64>, EventStoreError> {
+        let mut candidates = Vec::new();
+        self.visit(
+            connection,
+            after,
+            through,
+            Direction::Ascending,
+            limit,
+            |sequence_number| {
+                candidates.push(sequence_number);
+                Ok(true)
+            },
+        )?;
+        Ok(candidates)
+    }
+
     /// Calls `visit` with the candidates in `after < s <= through`, in
     /// `direction`, at most `limit` of them, until it returns `false`.
     pub(crate) fn visit(
@@ -297,17 +321,7 @@ pub(crate) fn union_of_candidates(
 ) -> Result<Vec<u64>, EventStoreError> {
     let mut candidates = Vec::new();
     for source in sources {
-        source.visit(
-            connection,
-            after,
-            through,
-            Direction::Ascending,
-            None,
-            |sequence_number| {
-                candidates.push(sequence_number);
-                Ok(true)
-            },
-        )?;
+        candidates.extend(source.candidates(connection, after, through, None)?);
     }
     Ok(sorted_distinct(candidates))
 }

@@ -172,18 +172,7 @@ pub(crate) fn read_committed_batches(
         Plan::Indexed(sources) => {
             let mut candidates = Vec::new();
             for source in sources {
-                let mut read = Vec::new();
-                source.visit(
-                    connection,
-                    after,
-                    through,
-                    Direction::Ascending,
-                    Some(limit),
-                    |sequence_number| {
-                        read.push(sequence_number);
-                        Ok(true)
-                    },
-                )?;
+                let read = source.candidates(connection, after, through, Some(limit))?;
                 // A source that filled the page may hold more candidates
                 // after its last one: the page ends there.
                 if read.len() >= limit

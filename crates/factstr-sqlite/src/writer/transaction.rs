@@ -3,7 +3,7 @@
 //! committed batches published and the callers answered.
 //!
 //! The transaction ([`WriteTransaction`]) begins with the pending durable
-//! cursors. Each request runs inside a savepoint ([`RequestSavepoint`])
+//! cursors. Each request runs inside a savepoint ([`RequestSavepoint`](super::guard::RequestSavepoint))
 //! when other work shares the transaction, so that a conflict or a failing
 //! request undoes only its own writes; a group of one append without
 //! cursors needs none. A conditional append is checked against the stored
