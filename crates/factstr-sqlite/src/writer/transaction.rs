@@ -3,14 +3,14 @@
 //! committed batches published and the callers answered.
 //!
 //! The transaction ([`WriteTransaction`]) begins with the pending durable
-//! cursors. Each request runs inside a savepoint ([`RequestSavepoint`](super::guard::RequestSavepoint))
-//! when other work shares the transaction, so that a conflict or a failing
-//! request undoes only its own writes; a group of one append without
-//! cursors needs none. A conditional append is checked against the stored
-//! log and the appends accepted before it in the group (whose events are
-//! written but not yet in the payload index). The payload index documents
-//! of the whole group are written after the last savepoint, as one FTS5
-//! segment. Any other failure (beginning, reading the head, the index,
+//! cursors. Each request runs inside a savepoint
+//! ([`RequestSavepoint`](super::guard::RequestSavepoint)) when other work
+//! shares the transaction, so that a conflict or a failing request undoes
+//! only its own writes; a group of one append without cursors needs none.
+//! A conditional append is checked against the stored log and the appends
+//! accepted before it in the group (whose events are written but not yet in
+//! the payload index). The payload index documents of the whole group are
+//! written after the last savepoint, as one FTS5 segment. Any other failure (beginning, reading the head, the index,
 //! `COMMIT`, SQLite rolling the whole transaction back) fails every request
 //! of the group and publishes nothing: the guard rolls back and puts the
 //! cursors back.
