@@ -306,12 +306,7 @@ impl WriterConnection {
             }
             return;
         };
-        let group = GroupCommit {
-            connection,
-            dispatcher: &shared.dispatcher,
-            pending_cursors: &shared.pending_cursors,
-        };
-        group.run(requests);
+        GroupCommit::new(connection, &shared.dispatcher, &shared.pending_cursors).run(requests);
     }
 
     /// Publishes the newest batch another connection committed, so live

@@ -34,12 +34,26 @@ use crate::{durable, read, sql};
 
 /// One group's transaction on the writer connection.
 pub(super) struct GroupCommit<'a> {
-    pub(super) connection: &'a Connection,
-    pub(super) dispatcher: &'a StreamDispatcher,
-    pub(super) pending_cursors: &'a PendingCursorWrites,
+    connection: &'a Connection,
+    dispatcher: &'a StreamDispatcher,
+    pending_cursors: &'a PendingCursorWrites,
 }
 
-impl GroupCommit<'_> {
+impl<'a> GroupCommit<'a> {
+    /// A group on the writer `connection`, publishing to `dispatcher` and
+    /// writing `pending_cursors` along.
+    pub(super) fn new(
+        connection: &'a Connection,
+        dispatcher: &'a StreamDispatcher,
+        pending_cursors: &'a PendingCursorWrites,
+    ) -> Self {
+        Self {
+            connection,
+            dispatcher,
+            pending_cursors,
+        }
+    }
+
     /// Commits `requests` as one group and answers each of them.
     pub(super) fn run(&self, requests: Vec<WriteRequest>) {
         let cursors = self.pending_cursors.take();
@@ -416,12 +430,8 @@ mod tests {
         }
 
         fn run(&self, requests: Vec<WriteRequest>) {
-            GroupCommit {
-                connection: &self.connection,
-                dispatcher: &self.dispatcher,
-                pending_cursors: &self.pending_cursors,
-            }
-            .run(requests);
+            GroupCommit::new(&self.connection, &self.dispatcher, &self.pending_cursors)
+                .run(requests);
         }
 
         /// The sequence numbers of every event, as another connection sees
