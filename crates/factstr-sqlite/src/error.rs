@@ -148,10 +148,3 @@ impl<T> SqliteResultExt<T> for Result<T, rusqlite::Error> {
 pub(crate) fn writer_stopped() -> EventStoreError {
     EventStoreError::backend("the store is closed: its SQLite writer has stopped")
 }
-
-/// A stored integer that cannot be a sequence number or cursor.
-pub(crate) fn corrupt(what: &str, value: impl std::fmt::Display) -> EventStoreError {
-    EventStoreError::backend(format!(
-        "the database holds an invalid {what}: {value}; the file may be corrupt"
-    ))
-}

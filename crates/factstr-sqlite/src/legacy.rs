@@ -36,15 +36,15 @@
 use std::path::Path;
 
 use chrono::DateTime;
-use factstr::backend::normalized_stream_query;
+use factstr::backend::encode_durable_query;
 use factstr::backend::payload_terms::payload_terms;
+use factstr::backend::sequence::to_stored;
 use factstr::{EventQuery, EventStoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::error::SqliteResultExt;
-use crate::writer::INSERT_INDEX_DOCUMENTS;
-use crate::{index, sql};
+use crate::index::IndexDocuments;
 
 /// The 0.5.x tables and their columns (name, declared type), in order.
 const TABLES: [(&str, &[(&str, &str)]); 4] = [
@@ -268,7 +268,7 @@ fn copy_events(
              occurred_at_micros, event_type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .or_failed("copying the factstr 0.5.x events")?;
-    let mut index_documents = IndexDocuments::new(connection);
+    let mut index_documents = IndexDocuments::new();
     let mut rows = events.query([]).or_failed(reading)?;
     let mut batches = batches.iter().peekable();
     let mut sequence_number = 0_u64;
@@ -326,72 +326,29 @@ fn copy_events(
         })?;
         insert
             .execute(params![
-                sql::to_sql_integer(sequence_number),
-                sql::to_sql_integer(batch_last),
+                to_stored(sequence_number),
+                to_stored(batch_last),
                 occurred_at,
                 event_type,
                 payload_json,
             ])
             .or_failed("copying the factstr 0.5.x events")?;
-        index_documents.push(sequence_number, &payload_terms(&payload))?;
+        index_documents.push(sequence_number, &payload_terms(&payload));
+        if index_documents.len() == INDEX_DOCUMENTS_PER_STATEMENT {
+            write_index_documents(connection, &mut index_documents)?;
+        }
     }
-    index_documents.flush()?;
+    write_index_documents(connection, &mut index_documents)?;
     Ok(sequence_number)
 }
 
-/// Payload index documents collected for one multi-row insert.
-struct IndexDocuments<'a> {
-    connection: &'a Connection,
-    first: u64,
-    documents: String,
-    count: u64,
-    has_terms: bool,
-}
-
-impl<'a> IndexDocuments<'a> {
-    fn new(connection: &'a Connection) -> Self {
-        Self {
-            connection,
-            first: 1,
-            documents: String::from("["),
-            count: 0,
-            has_terms: false,
-        }
-    }
-
-    /// Adds the document of event `sequence_number`, which follows the ones
-    /// collected.
-    fn push(&mut self, sequence_number: u64, terms: &[String]) -> Result<(), EventStoreError> {
-        if self.count == 0 {
-            self.first = sequence_number;
-        } else {
-            self.documents.push(',');
-        }
-        index::push_document(&mut self.documents, terms);
-        self.count += 1;
-        self.has_terms |= !terms.is_empty();
-        if self.count == INDEX_DOCUMENTS_PER_STATEMENT {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), EventStoreError> {
-        if self.has_terms {
-            self.documents.push(']');
-            self.connection
-                .prepare_cached(INSERT_INDEX_DOCUMENTS)
-                .and_then(|mut statement| {
-                    statement.execute(params![sql::to_sql_integer(self.first), self.documents])
-                })
-                .or_failed("writing the payload index of the factstr 0.5.x events")?;
-        }
-        self.documents.clear();
-        self.documents.push('[');
-        self.count = 0;
-        self.has_terms = false;
-        Ok(())
-    }
+fn write_index_documents(
+    connection: &Connection,
+    documents: &mut IndexDocuments,
+) -> Result<(), EventStoreError> {
+    documents
+        .write(connection)
+        .or_failed("writing the payload index of the factstr 0.5.x events")
 }
 
 /// An `occurred_at` of 0.5.x (RFC 3339 text) as whole microseconds since
@@ -477,8 +434,7 @@ fn stored_query(name: &str, old_query: &str) -> Result<String, String> {
     let query: EventQuery = serde_json::from_str(old_query).map_err(|error| {
         format!("the stored query of durable stream `{name}` is not a 0.5.x query ({error}): {old_query}")
     })?;
-    serde_json::to_string(&normalized_stream_query(&query))
-        .map_err(|error| format!("the query of durable stream `{name}` cannot be stored: {error}"))
+    encode_durable_query(name, &query).map_err(|error| error.to_string())
 }
 
 fn corrupt_log(path: &Path, reason: &str) -> EventStoreError {

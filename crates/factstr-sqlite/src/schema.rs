@@ -3,7 +3,7 @@
 //!
 //! Opening never changes a file it refuses: the file header and the schema
 //! are inspected first, and only a new (empty) file, a factstr 0.5.x log (see
-//! [`legacy`](crate::legacy)) or a FACTSTR database of a known version is
+//! [`legacy`]) or a FACTSTR database of a known version is
 //! switched to WAL mode or initialised.
 
 use std::fs::File;

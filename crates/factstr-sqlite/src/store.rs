@@ -1,18 +1,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use factstr::backend::validation;
-use factstr::backend::{CommittedLog, StreamDispatcher};
+use factstr::backend::{CommittedLog, Condition, StreamDispatcher, validation};
 use factstr::{
     AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
     HandleStream, NewEvent, QueryResult,
 };
 
+use crate::committed_log::SqliteLog;
 use crate::error::SqliteResultExt;
-use crate::log::SqliteLog;
 use crate::options::SqliteStoreOptions;
-use crate::writer::{Condition, PreparedBatch, Writer};
-use crate::{schema, sql};
+use crate::readers::ReaderPool;
+use crate::rows::PreparedBatch;
+use crate::writer::Writer;
+use crate::{read, schema};
 
 /// An event store in one SQLite file: durable, shared safely between
 /// threads and processes.
@@ -38,6 +39,9 @@ use crate::{schema, sql};
 /// at a time.
 pub struct SqliteStore {
     path: PathBuf,
+    writer: Arc<Writer>,
+    readers: Arc<ReaderPool>,
+    /// The same writer and readers, as the dispatcher reads them.
     log: Arc<SqliteLog>,
     dispatcher: Arc<StreamDispatcher>,
 }
@@ -96,12 +100,23 @@ impl SqliteStore {
         let data_version = connection
             .pragma_query_value(None, "data_version", |row| row.get::<_, i64>(0))
             .or_failed("reading the data version")?;
-        let (last_committed, _) = sql::last_committed(&connection)?;
+        let (last_committed, _) = read::last_committed(&connection)?;
         let dispatcher = Arc::new(StreamDispatcher::new(last_committed));
-        let writer = Writer::start(connection, data_version, Arc::clone(&dispatcher))?;
-        let log = Arc::new(SqliteLog::new(&file, &options, writer));
+        let writer = Arc::new(Writer::start(
+            connection,
+            data_version,
+            Arc::clone(&dispatcher),
+        )?);
+        let readers = Arc::new(ReaderPool::new(&file, &options));
+        let log = Arc::new(SqliteLog::new(
+            &file,
+            Arc::clone(&writer),
+            Arc::clone(&readers),
+        ));
         Ok(Self {
             path,
+            writer,
+            readers,
             log,
             dispatcher,
         })
@@ -136,7 +151,7 @@ fn check_path(path: &Path) -> Result<(), EventStoreError> {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.dispatcher.close();
-        self.log.writer.shutdown();
+        self.writer.shutdown();
     }
 }
 
@@ -153,14 +168,14 @@ impl std::fmt::Debug for SqliteStore {
 impl EventStore for SqliteStore {
     fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError> {
         validation::validate_query(event_query)?;
-        self.log
-            .read(|connection| sql::query(connection, event_query))
+        self.readers
+            .read(|connection| read::query(connection, event_query))
     }
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
         validation::validate_new_events(&new_events)?;
         let batch = PreparedBatch::new(new_events)?;
-        self.log.writer.append(batch, None)
+        self.writer.append(batch, None)
     }
 
     fn append_if(
@@ -175,11 +190,8 @@ impl EventStore for SqliteStore {
             expected_context_version,
         )?;
         let batch = PreparedBatch::new(new_events)?;
-        let condition = Condition {
-            context_query: context_query.clone(),
-            expected_context_version,
-        };
-        self.log.writer.append(batch, Some(condition))
+        let condition = Condition::new(context_query, expected_context_version);
+        self.writer.append(batch, Some(condition))
     }
 
     fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {

@@ -1,0 +1,69 @@
+//! What callers ask of the writer, and how they are answered.
+
+use std::sync::mpsc::SyncSender;
+
+use factstr::backend::Condition;
+use factstr::{AppendResult, EventStoreError};
+
+use crate::rows::PreparedBatch;
+
+/// Where a caller waits for its answer.
+pub(super) type Reply<T> = SyncSender<Result<T, EventStoreError>>;
+
+pub(super) enum WriteRequest {
+    Append {
+        batch: PreparedBatch,
+        condition: Option<Condition>,
+        reply: Reply<AppendResult>,
+    },
+    OpenDurableStream {
+        name: String,
+        query_json: String,
+        reply: Reply<(String, u64)>,
+    },
+    /// Commit the pending cursor updates now and answer.
+    FlushCursors { reply: Reply<()> },
+    /// Cursor updates are pending.
+    CursorsPending,
+}
+
+impl WriteRequest {
+    /// Whether the request writes to the database.
+    pub(super) fn writes(&self) -> bool {
+        matches!(
+            self,
+            WriteRequest::Append { .. } | WriteRequest::OpenDurableStream { .. }
+        )
+    }
+
+    /// Answers the request with `error`, unhandled.
+    pub(super) fn fail(self, error: &EventStoreError) {
+        let answer = match self {
+            WriteRequest::Append { reply, .. } => Answer::Append(reply, Err(error.clone())),
+            WriteRequest::OpenDurableStream { reply, .. } => {
+                Answer::OpenDurableStream(reply, Err(error.clone()))
+            }
+            WriteRequest::FlushCursors { reply } => Answer::FlushCursors(reply, Err(error.clone())),
+            WriteRequest::CursorsPending => return,
+        };
+        answer.send();
+    }
+}
+
+/// A request's answer.
+pub(super) enum Answer {
+    Append(Reply<AppendResult>, Result<AppendResult, EventStoreError>),
+    OpenDurableStream(Reply<(String, u64)>, Result<(String, u64), EventStoreError>),
+    FlushCursors(Reply<()>, Result<(), EventStoreError>),
+}
+
+impl Answer {
+    pub(super) fn send(self) {
+        // A caller that gave up waiting is no reason to stop.
+        let _ = match self {
+            Answer::Append(reply, outcome) => reply.send(outcome).is_ok(),
+            Answer::OpenDurableStream(reply, outcome) => reply.send(outcome).is_ok(),
+            Answer::FlushCursors(reply, outcome) => reply.send(outcome).is_ok(),
+        };
+    }
+}
