@@ -273,4 +273,20 @@ mod tests {
         assert_eq!(fnv1a(&["a"]), fnv1a(&["a"]));
         assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
     }
+
+    #[test]
+    fn lock_keys_and_channels_keep_the_values_every_build_uses() {
+        // Processes of different builds share one schema, so these values
+        // must never change.
+        let public = SchemaNames::new("public");
+        assert_eq!(public.append_lock_key, 1_854_022_816_157_159_162);
+        assert_eq!(public.creation_lock_key, 2_941_465_083_418_265_126);
+        assert_eq!(public.channel, "factstr_d390a02c7a4d1857");
+        assert_eq!(public.durable_lock_key("a"), 2_844_180_197_746_222_618);
+        let quoted = SchemaNames::new("we\"ird");
+        assert_eq!(quoted.append_lock_key, -9_060_728_075_339_385_192);
+        assert_eq!(quoted.creation_lock_key, -173_315_700_778_063_876);
+        assert_eq!(quoted.channel, "factstr_d177481239245ebd");
+        assert_eq!(quoted.durable_lock_key("a"), -3_853_401_773_875_363_192);
+    }
 }
