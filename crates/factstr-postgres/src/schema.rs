@@ -2,6 +2,7 @@
 //! from the schema they live in.
 
 use factstr::EventStoreError;
+use factstr::backend::fnv1a_64_parts;
 use sqlx::PgConnection;
 
 use crate::error::database_failure;
@@ -39,7 +40,7 @@ impl SchemaNames {
             metadata: format!("{quoted}.factstr_metadata"),
             append_lock_key: lock_key(&["append", schema]),
             creation_lock_key: lock_key(&["create", schema]),
-            channel: format!("factstr_{:016x}", fnv1a(&["channel", schema])),
+            channel: format!("factstr_{:016x}", fnv1a_64_parts(&["channel", schema])),
         }
     }
 
@@ -230,23 +231,10 @@ pub(crate) fn quote_identifier(name: &str) -> String {
 }
 
 /// An advisory lock key for `parts`; distinct parts give distinct keys
-/// (up to 64-bit hash collisions).
+/// (up to 64-bit hash collisions). Every process sharing a database must
+/// agree on it: the hash is the stable one.
 fn lock_key(parts: &[&str]) -> i64 {
-    i64::from_ne_bytes(fnv1a(parts).to_ne_bytes())
-}
-
-/// 64-bit FNV-1a over `parts`, each followed by a NUL byte so that
-/// `["ab", "c"]` and `["a", "bc"]` differ. Stable across versions and
-/// processes, because every process sharing a database must agree on it.
-fn fnv1a(parts: &[&str]) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    for byte in parts
-        .iter()
-        .flat_map(|part| part.bytes().chain(std::iter::once(0)))
-    {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    i64::from_ne_bytes(fnv1a_64_parts(parts).to_ne_bytes())
 }
 
 #[cfg(test)]
@@ -269,9 +257,9 @@ mod tests {
     #[test]
     fn lock_keys_are_stable() {
         // Processes of different builds share locks: the key must not change.
-        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(&["a"]), fnv1a(&["a"]));
-        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+        assert_eq!(lock_key(&[]), 0xcbf2_9ce4_8422_2325_u64 as i64);
+        assert_eq!(lock_key(&["a"]), lock_key(&["a"]));
+        assert_ne!(lock_key(&["ab", "c"]), lock_key(&["a", "bc"]));
     }
 
     #[test]
