@@ -27,7 +27,7 @@
 //! The 0.5.x tables are only read, never changed, so the schema still works
 //! with 0.5.x.
 
-use factstr::backend::normalized_stream_query;
+use factstr::backend::encode_durable_query;
 use factstr::{EventQuery, EventStoreError};
 use sqlx::PgConnection;
 
@@ -369,8 +369,7 @@ fn stored_query(name: &str, old_query: &str) -> Result<String, String> {
             "the stored query of durable stream `{name}` is not a 0.5.x query ({error}): {old_query}"
         )
     })?;
-    serde_json::to_string(&normalized_stream_query(&query))
-        .map_err(|error| format!("the query of durable stream `{name}` cannot be stored: {error}"))
+    encode_durable_query(name, &query).map_err(|error| error.to_string())
 }
 
 fn corrupt_log(names: &SchemaNames, reason: &str) -> EventStoreError {

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use factstr::backend::sequence::{from_stored, to_stored};
 use factstr::backend::{
     BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
+    group_into_batches,
 };
 use factstr::{EventQuery, EventRecord, EventStoreError, QueryResult};
 use serde_json::Value;
@@ -194,7 +196,7 @@ impl Reader {
         query: &EventQuery,
         candidates: &Candidates,
     ) -> Result<QueryResult, sqlx::Error> {
-        let after = to_database(query.min_sequence_number.unwrap_or(0));
+        let after = query.min_sequence_number.unwrap_or(0);
         let sql = format!(
             "SELECT h.head, e.sequence_number, e.occurred_at, e.event_type, e.payload \
              FROM (SELECT MAX(sequence_number) AS head FROM {events}) AS h \
@@ -205,13 +207,13 @@ impl Reader {
             condition = candidates.condition(2),
         );
         let rows = candidates
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after))
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_stored(after)))
             .fetch_all(&mut *connection)
             .await?;
         let mut head = None;
         let mut event_records = Vec::new();
         for row in &rows {
-            head = row.try_get::<Option<i64>, _>(0)?;
+            head = decode_head(row)?;
             let Some(sequence_number) = row.try_get::<Option<i64>, _>(1)? else {
                 continue;
             };
@@ -231,7 +233,8 @@ impl Reader {
             (Some(last), _) => Some(last),
             (None, None) => None,
             (None, Some(head)) => {
-                newest_match(connection, &self.names, candidates, query, head.min(after)).await?
+                let bound = to_stored(head.min(after));
+                newest_match(connection, &self.names, candidates, query, bound).await?
             }
         };
         Ok(QueryResult {
@@ -304,8 +307,8 @@ impl Reader {
         let rows = candidates
             .bind(
                 sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(to_database(after))
-                    .bind(to_database(through))
+                    .bind(to_stored(after))
+                    .bind(to_stored(through))
                     .bind(limit),
             )
             .fetch_all(&mut *connection)
@@ -313,7 +316,7 @@ impl Reader {
         let mut head = None;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            head = row.try_get::<Option<i64>, _>(0)?;
+            head = decode_head(row)?;
             if let Some(record) = decode_batch_row(row, 1)? {
                 records.push(record);
             }
@@ -334,10 +337,10 @@ impl Reader {
                 }
                 batch_end
             }
-            _ => head.map_or(after, from_database).clamp(after, through),
+            _ => head.unwrap_or(after).clamp(after, through),
         };
         Ok(CommittedBatchPage {
-            batches: group_batches(records),
+            batches: group_into_batches(records),
             scanned_through,
         })
     }
@@ -359,8 +362,8 @@ impl Reader {
         let rows = candidates
             .bind(
                 sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(to_database(after))
-                    .bind(to_database(through)),
+                    .bind(to_stored(after))
+                    .bind(to_stored(through)),
             )
             .fetch_all(&mut *connection)
             .await?;
@@ -385,7 +388,10 @@ impl Reader {
                         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
                             .fetch_one(&mut *connection)
                             .await;
-                    (connection, head.map(|head| head.map_or(0, from_database)))
+                    let head = head.and_then(|head| {
+                        head.map_or(Ok(0), |head| stored_number(head, "sequence number"))
+                    });
+                    (connection, head)
                 })
             },
         )
@@ -463,16 +469,16 @@ pub(crate) async fn newest_match(
             .fetch_all(&mut *connection)
             .await?;
         for row in &rows {
-            let sequence_number: i64 = row.try_get(0)?;
+            let sequence_number = stored_number(row.try_get(0)?, "sequence number")?;
             let event_type: String = row.try_get(1)?;
             let payload = match row.try_get::<Option<String>, _>(2)? {
-                Some(text) => parse_payload(from_database(sequence_number), &text)?,
+                Some(text) => parse_payload(sequence_number, &text)?,
                 None => Value::Null,
             };
             if query.matches(&event_type, &payload) {
-                return Ok(Some(from_database(sequence_number)));
+                return Ok(Some(sequence_number));
             }
-            upper = sequence_number - 1;
+            upper = to_stored(sequence_number) - 1;
         }
         if i64::try_from(rows.len()).unwrap_or(i64::MAX) < limit {
             break;
@@ -489,14 +495,21 @@ fn decode_batch_row(row: &PgRow, first: usize) -> Result<Option<(EventRecord, u6
     let Some(sequence_number) = row.try_get::<Option<i64>, _>(first)? else {
         return Ok(None);
     };
-    let batch_last: i64 = row.try_get(first + 1)?;
+    let batch_last = stored_number(row.try_get(first + 1)?, "batch end")?;
     let record = decode_record(
         sequence_number,
         row.try_get(first + 2)?,
         row.try_get(first + 3)?,
         row.try_get(first + 4)?,
     )?;
-    Ok(Some((record, from_database(batch_last))))
+    Ok(Some((record, batch_last)))
+}
+
+/// The log's head from the first column of a read, `None` when it is empty.
+fn decode_head(row: &PgRow) -> Result<Option<u64>, sqlx::Error> {
+    row.try_get::<Option<i64>, _>(0)?
+        .map(|head| stored_number(head, "sequence number"))
+        .transpose()
 }
 
 fn decode_record(
@@ -505,11 +518,12 @@ fn decode_record(
     event_type: String,
     payload: String,
 ) -> Result<EventRecord, sqlx::Error> {
+    let sequence_number = stored_number(sequence_number, "sequence number")?;
     Ok(EventRecord {
-        sequence_number: from_database(sequence_number),
+        sequence_number,
         occurred_at,
         event_type,
-        payload: parse_payload(from_database(sequence_number), &payload)?,
+        payload: parse_payload(sequence_number, &payload)?,
     })
 }
 
@@ -522,27 +536,14 @@ pub(crate) fn parse_payload(sequence_number: u64, text: &str) -> Result<Value, s
     })
 }
 
-/// Splits records (ascending) into their committed batches.
-fn group_batches(records: Vec<(EventRecord, u64)>) -> Vec<Vec<EventRecord>> {
-    let mut batches: Vec<Vec<EventRecord>> = Vec::new();
-    let mut current_batch_last = None;
-    for (record, batch_last) in records {
-        match batches.last_mut() {
-            Some(batch) if current_batch_last == Some(batch_last) => batch.push(record),
-            _ => batches.push(vec![record]),
-        }
-        current_batch_last = Some(batch_last);
-    }
-    batches
-}
-
-/// A sequence number as the database stores it. Sequence numbers never
-/// exceed `i64::MAX` (validation refuses larger ones in queries).
-pub(crate) fn to_database(sequence_number: u64) -> i64 {
-    i64::try_from(sequence_number).unwrap_or(i64::MAX)
-}
-
-/// A stored sequence number (never negative).
-pub(crate) fn from_database(sequence_number: i64) -> u64 {
-    u64::try_from(sequence_number).unwrap_or(0)
+/// A stored sequence number or cursor (`what` names it); a value that
+/// cannot be one fails the read as a decoding error naming it.
+pub(crate) fn stored_number(value: i64, what: &str) -> Result<u64, sqlx::Error> {
+    from_stored(value, what).map_err(|error| {
+        let message = match error {
+            EventStoreError::BackendFailure { message } => message,
+            other => other.to_string(),
+        };
+        sqlx::Error::Decode(message.into())
+    })
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use factstr::backend::{CommittedLog, StreamDispatcher, StreamStopSignal, validation};
+use factstr::backend::{CommittedLog, Condition, StreamDispatcher, StreamStopSignal, validation};
 use factstr::{
     AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
     HandleStream, NewEvent, QueryResult, StreamHandlerError,
@@ -195,7 +195,7 @@ impl PostgresStore {
     fn submit(
         &self,
         batch: PreparedBatch,
-        condition: Option<(EventQuery, Option<u64>)>,
+        condition: Option<Condition>,
     ) -> Result<AppendResult, EventStoreError> {
         let (reply, result) = std::sync::mpsc::sync_channel(1);
         self.appends
@@ -415,7 +415,7 @@ impl EventStore for PostgresStore {
         let batch = PreparedBatch::new(new_events)?;
         self.submit(
             batch,
-            Some((context_query.clone(), expected_context_version)),
+            Some(Condition::new(context_query, expected_context_version)),
         )
     }
 

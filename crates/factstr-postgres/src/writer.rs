@@ -26,15 +26,15 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
 use chrono::{DateTime, Utc};
-use factstr::backend::validation::MAX_SEQUENCE_NUMBER;
-use factstr::backend::{commit_timestamp, committed_batch};
+use factstr::backend::sequence::{next_range, to_stored};
+use factstr::backend::{Condition, commit_timestamp, committed_batch, newest_match_in_group};
 use factstr::{AppendResult, EventQuery, EventStoreError, NewEvent};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
 use crate::error::{database_failure, is_connection_lost};
-use crate::log::{PostgresLog, from_database, newest_match, parse_payload, to_database};
+use crate::log::{PostgresLog, newest_match, parse_payload, stored_number};
 use crate::schema::SchemaNames;
 use crate::sql::{Candidates, contains_nul};
 use crate::store::Connector;
@@ -54,20 +54,15 @@ pub(crate) struct AppendRequest {
 impl AppendRequest {
     pub(crate) fn new(
         batch: PreparedBatch,
-        condition: Option<(EventQuery, Option<u64>)>,
+        condition: Option<Condition>,
         reply: SyncSender<Result<AppendResult, EventStoreError>>,
     ) -> Self {
         Self {
             batch,
-            condition: condition.map(|(query, expected)| Condition { query, expected }),
+            condition,
             reply,
         }
     }
-}
-
-struct Condition {
-    query: EventQuery,
-    expected: Option<u64>,
 }
 
 /// A batch checked for what PostgreSQL can store, with its payloads
@@ -113,12 +108,8 @@ enum Decision {
         first: u64,
         last: u64,
     },
-    Conflict {
-        expected: Option<u64>,
-        actual: Option<u64>,
-    },
-    /// The database refused the request's rows.
-    Refused(EventStoreError),
+    /// Not appended: its condition failed, or the database refused its rows.
+    Rejected(EventStoreError),
 }
 
 /// What went wrong with a group, and whether it may be tried again.
@@ -231,10 +222,7 @@ impl Writer {
         }
         for (request, decision) in group.into_iter().zip(decisions) {
             let result = match decision {
-                Decision::Conflict { expected, actual } => {
-                    Err(EventStoreError::ConditionalAppendConflict { expected, actual })
-                }
-                Decision::Refused(error) => Err(error),
+                Decision::Rejected(error) => Err(error),
                 Decision::Accepted { first, .. } => {
                     let (result, records) =
                         committed_batch(request.batch.events, first, occurred_at);
@@ -308,7 +296,7 @@ impl Writer {
         let occurred_at = commit_timestamp(snapshot.head.map(|(_, occurred_at)| occurred_at));
 
         let mut decisions = Vec::with_capacity(group.len());
-        let mut next = last_committed + 1;
+        let mut last_assigned = last_committed;
         let mut savepoint_open = false;
         for (index, stored_candidates) in snapshot.contexts.iter().enumerate() {
             let mut decision = decide(
@@ -318,16 +306,11 @@ impl Writer {
                 &decisions,
                 index,
                 stored_candidates,
-                next,
+                last_assigned,
             )
-            .await
-            .map_err(before("cannot check the context of a conditional append"))?;
-            if insertion == Insertion::EachOnItsOwn
-                && let Decision::Accepted { last, .. } = decision
+            .await?;
+            if insertion == Insertion::EachOnItsOwn && matches!(decision, Decision::Accepted { .. })
             {
-                if last > MAX_SEQUENCE_NUMBER {
-                    return Err(used_up());
-                }
                 if let Some(refused) = insert_on_its_own(
                     &names,
                     connection,
@@ -338,21 +321,25 @@ impl Writer {
                 )
                 .await?
                 {
-                    decision = Decision::Refused(refused);
+                    decision = Decision::Rejected(refused);
                 }
                 savepoint_open = true;
             }
             if let Decision::Accepted { last, .. } = decision {
-                next = last + 1;
+                last_assigned = last;
             }
             decisions.push(decision);
         }
-        if next - 1 > MAX_SEQUENCE_NUMBER {
-            return Err(used_up());
-        }
-        if insertion == Insertion::Together && next > last_committed + 1 {
-            let inserted =
-                insert(&names, connection, group, &decisions, occurred_at, next - 1).await;
+        if insertion == Insertion::Together && last_assigned > last_committed {
+            let inserted = insert(
+                &names,
+                connection,
+                group,
+                &decisions,
+                occurred_at,
+                last_assigned,
+            )
+            .await;
             if let Err(error) = inserted {
                 if is_connection_lost(&error) || !matches!(error, sqlx::Error::Database(_)) {
                     return Err(before("cannot insert the appended events")(error));
@@ -366,7 +353,7 @@ impl Writer {
                 // append may have been decided against it.
                 return match decisions.as_mut_slice() {
                     [only] => {
-                        *only = Decision::Refused(refused(&error));
+                        *only = Decision::Rejected(refused(&error));
                         Ok((occurred_at, decisions))
                     }
                     _ => Err(Failure::RowsRefused),
@@ -395,13 +382,6 @@ fn before(what: &str) -> impl FnOnce(sqlx::Error) -> Failure {
     }
 }
 
-fn used_up() -> Failure {
-    Failure::BeforeCommit(
-        EventStoreError::backend("the log has used up every sequence number"),
-        false,
-    )
-}
-
 /// The error of an append whose rows the database refused.
 fn refused(error: &sqlx::Error) -> EventStoreError {
     database_failure("PostgreSQL refused the events of this append", error)
@@ -409,7 +389,7 @@ fn refused(error: &sqlx::Error) -> EventStoreError {
 
 /// Decides request `index` of `group` against the stored candidates of its
 /// context and the requests decided before it (`decided`); accepted, it
-/// takes the sequence numbers from `next` on.
+/// takes the sequence numbers after `last_assigned`.
 async fn decide(
     connection: &mut PgConnection,
     names: &SchemaNames,
@@ -417,29 +397,34 @@ async fn decide(
     decided: &[Decision],
     index: usize,
     stored_candidates: &StoredCandidates,
-    next: u64,
-) -> Result<Decision, sqlx::Error> {
+    last_assigned: u64,
+) -> Result<Decision, Failure> {
     let request = &group[index];
     if let Some(condition) = &request.condition {
-        let actual = match newest_match_in_group(&condition.query, group, decided) {
+        let accepted_earlier =
+            group
+                .iter()
+                .zip(decided)
+                .filter_map(|(request, decision)| match *decision {
+                    Decision::Accepted { first, .. } => {
+                        Some((first, request.batch.events.as_slice()))
+                    }
+                    Decision::Rejected(_) => None,
+                });
+        let actual = match newest_match_in_group(&condition.query, accepted_earlier) {
             Some(sequence_number) => Some(sequence_number),
-            None => {
-                stored_candidates
-                    .newest_match(connection, names, &condition.query)
-                    .await?
-            }
+            None => stored_candidates
+                .newest_match(connection, names, &condition.query)
+                .await
+                .map_err(before("cannot check the context of a conditional append"))?,
         };
-        if actual != condition.expected {
-            return Ok(Decision::Conflict {
-                expected: condition.expected,
-                actual,
-            });
+        if let Err(conflict) = condition.check(actual) {
+            return Ok(Decision::Rejected(conflict));
         }
     }
-    Ok(Decision::Accepted {
-        first: next,
-        last: next + request.batch.len() as u64 - 1,
-    })
+    let (first, last) = next_range(last_assigned, request.batch.len())
+        .map_err(|error| Failure::BeforeCommit(error, false))?;
+    Ok(Decision::Accepted { first, last })
 }
 
 /// Inserts one accepted request in a savepoint of its own and returns the
@@ -517,8 +502,8 @@ async fn insert(
             .zip(&request.batch.payloads)
             .enumerate()
         {
-            sequence_numbers.push(to_database(first + offset as u64));
-            batch_lasts.push(to_database(last));
+            sequence_numbers.push(to_stored(first + offset as u64));
+            batch_lasts.push(to_stored(last));
             event_types.push(event.event_type.as_str());
             payloads.push(payload.as_str());
         }
@@ -625,7 +610,7 @@ async fn read_head_and_contexts(
     let mut head = None;
     for row in query.fetch_all(&mut *connection).await? {
         let request: i32 = row.try_get(0)?;
-        let sequence_number = from_database(row.try_get(1)?);
+        let sequence_number = stored_number(row.try_get(1)?, "sequence number")?;
         match usize::try_from(request)
             .ok()
             .and_then(|index| contexts.get_mut(index))
@@ -668,36 +653,11 @@ impl StoredCandidates {
                     names,
                     candidates,
                     query,
-                    to_database(oldest - 1),
+                    to_stored(oldest.saturating_sub(1)),
                 )
                 .await
             }
             _ => Ok(None),
         }
     }
-}
-
-/// The newest event accepted earlier in this group that matches `query`.
-fn newest_match_in_group(
-    query: &EventQuery,
-    group: &[AppendRequest],
-    decisions: &[Decision],
-) -> Option<u64> {
-    group
-        .iter()
-        .zip(decisions)
-        .rev()
-        .find_map(|(request, decision)| {
-            let Decision::Accepted { first, .. } = *decision else {
-                return None;
-            };
-            request
-                .batch
-                .events
-                .iter()
-                .enumerate()
-                .rev()
-                .find(|(_, event)| query.matches(&event.event_type, &event.payload))
-                .map(|(offset, _)| first + offset as u64)
-        })
 }
