@@ -41,14 +41,14 @@ use factstr::backend::{
     Backoff, DurableStreamState, PendingCursors, StreamStopSignal, decode_durable_query,
     encode_durable_query,
 };
-use factstr::{EventQuery, EventStoreError};
+use factstr::{EventQuery, EventStoreError, HandleStream, StreamHandlerError};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::connect::Connector;
 use crate::error::{database_failure, is_connection_lost};
 use crate::schema::SchemaNames;
-use crate::store::Connector;
 
 /// How long a confirmed claim is trusted without asking the server again.
 const CLAIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -182,7 +182,7 @@ impl DurableStreams {
                               ON CONFLICT (name) DO NOTHING RETURNING query, cursor) \
              SELECT query, cursor FROM created \
              UNION ALL SELECT query, cursor FROM {table} WHERE name = $1",
-            table = inner.names.durable_streams
+            table = inner.names.durable_streams()
         );
         // The handled position is the stored cursor or, greater, one this
         // process recorded and did not write yet. A cursor write under way
@@ -234,8 +234,15 @@ impl DurableStreams {
         }));
     }
 
+    /// Waits until every close begun so far has finished, then writes every
+    /// recorded cursor: what closing the store does once its streams ended.
+    pub(crate) async fn close_all(&self) -> Result<(), EventStoreError> {
+        self.closed().await;
+        self.write_all_cursors().await
+    }
+
     /// Waits until every close begun so far has finished.
-    pub(crate) async fn closed(&self) {
+    async fn closed(&self) {
         let pending: Vec<watch::Receiver<bool>> =
             lock(&self.inner.closing).values().cloned().collect();
         for mut closing in pending {
@@ -259,9 +266,44 @@ impl DurableStreams {
         release(session, claim.key, name).await;
     }
 
+    /// Wraps the handler of durable stream `name` so that each call first
+    /// makes sure this process still holds the stream's lock (see
+    /// "Claims" above), confirming on `runtime`.
+    pub(crate) fn checked_handler(
+        &self,
+        runtime: &Handle,
+        name: &str,
+        handle: HandleStream,
+    ) -> HandleStream {
+        let durable = self.clone();
+        let runtime = runtime.clone();
+        let name: Arc<str> = name.into();
+        HandleStream::new(move |batch| {
+            let (handle, durable, runtime, name) = (
+                handle.clone(),
+                durable.clone(),
+                runtime.clone(),
+                Arc::clone(&name),
+            );
+            async move {
+                if !durable.is_confirmed(&name) {
+                    let stop = StreamStopSignal::current();
+                    let confirmation =
+                        runtime.spawn(async move { durable.confirm(&name, stop).await });
+                    match confirmation.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(message)) => return Err(StreamHandlerError::new(message)),
+                        Err(_) => return Err(StreamHandlerError::new("the store is closed")),
+                    }
+                }
+                handle.call(batch).await
+            }
+        })
+    }
+
     /// Whether the claim of `name` was confirmed recently enough to deliver
     /// without asking the server.
-    pub(crate) fn is_confirmed(&self, name: &str) -> bool {
+    fn is_confirmed(&self, name: &str) -> bool {
         let claim = lock(&self.inner.claims).get(name).cloned();
         claim.is_some_and(|claim| claim.is_fresh(self.inner.current_epoch()))
     }
@@ -273,11 +315,7 @@ impl DurableStreams {
     /// attempt failed after the stream was asked to stop (`stop`): a stopping
     /// stream does not wait for the server, so it stops, and frees its name,
     /// during an outage.
-    pub(crate) async fn confirm(
-        &self,
-        name: &str,
-        stop: Option<StreamStopSignal>,
-    ) -> Result<(), String> {
+    async fn confirm(&self, name: &str, stop: Option<StreamStopSignal>) -> Result<(), String> {
         let inner = &self.inner;
         let Some(claim) = lock(&inner.claims).get(name).cloned() else {
             return Err(format!("durable stream `{name}` is not open in this store"));
@@ -376,7 +414,7 @@ impl DurableStreams {
     }
 
     /// Writes every recorded cursor now.
-    pub(crate) async fn write_all_cursors(&self) -> Result<(), EventStoreError> {
+    async fn write_all_cursors(&self) -> Result<(), EventStoreError> {
         let _writing = self.inner.cursor_writing.lock().await;
         let cursors = self.inner.pending_cursors.take();
         self.write(cursors).await
@@ -403,7 +441,7 @@ impl DurableStreams {
             "UPDATE {table} AS stream SET cursor = GREATEST(stream.cursor, written.cursor) \
              FROM UNNEST($1::text[], $2::bigint[]) AS written(name, cursor) \
              WHERE stream.name = written.name",
-            table = self.inner.names.durable_streams
+            table = self.inner.names.durable_streams()
         );
         // A pooled connection may have died while idle (the server
         // restarted); the write is repeated on another one.
