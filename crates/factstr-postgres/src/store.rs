@@ -21,7 +21,7 @@ use crate::publish::Publication;
 use crate::read::Reader;
 use crate::rows::PreparedBatch;
 use crate::schema::SchemaNames;
-use crate::start::{Parts, start};
+use crate::start::start;
 use crate::writer::Appends;
 
 /// How long closing the store waits for durable cursors to be written.
@@ -143,23 +143,14 @@ impl PostgresStore {
         database_to_create: Option<DatabaseToCreate>,
     ) -> Result<Self, EventStoreError> {
         let (runtime, parts) = start(connect_options, options, database_to_create)?;
-        let Parts {
-            names,
-            reader,
-            dispatcher,
-            log,
-            durable,
-            publication,
-            appends,
-        } = parts;
         Ok(Self {
-            names,
-            reader,
-            dispatcher,
-            log,
-            durable,
-            publication,
-            appends,
+            names: parts.names,
+            reader: parts.reader,
+            dispatcher: parts.dispatcher,
+            log: parts.log,
+            durable: parts.durable,
+            publication: parts.publication,
+            appends: parts.appends,
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
         })
