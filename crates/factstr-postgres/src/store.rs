@@ -56,7 +56,7 @@ const CLOSE_CURSOR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// steps:
 ///
 /// 1. its streams deliver the batches committed before the drop, for at
-///    most [`CLOSE_PATIENCE`](factstr::backend::dispatch::CLOSE_PATIENCE)
+///    most [`CLOSE_PATIENCE`](factstr::backend::CLOSE_PATIENCE)
 ///    (5 s) in all; a stream still busy then stops after its handler call
 ///    in progress (a durable one resumes after its last written cursor);
 /// 2. the durable streams' last cursors are written and their names
