@@ -35,17 +35,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use factstr::backend::sequence::{from_stored, to_stored};
 use factstr::backend::sync::lock;
-use factstr::backend::{Backoff, DurableStreamState, StreamStopSignal};
-use factstr::{EventQuery, EventStoreError};
+use factstr::backend::{
+    Backoff, DurableStreamState, PendingCursors, StreamStopSignal, decode_durable_query,
+    encode_durable_query,
+};
+use factstr::{EventQuery, EventStoreError, HandleStream, StreamHandlerError};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::connect::Connector;
 use crate::error::{database_failure, is_connection_lost};
-use crate::log::{from_database, to_database};
 use crate::schema::SchemaNames;
-use crate::store::Connector;
 
 /// How long a confirmed claim is trusted without asking the server again.
 const CLAIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,7 +73,7 @@ struct Inner {
     /// Names whose close is under way, and when it finishes.
     closing: Mutex<HashMap<String, watch::Receiver<bool>>>,
     /// Handled positions not yet written.
-    pending_cursors: Mutex<HashMap<String, u64>>,
+    pending_cursors: PendingCursors,
     cursors_advanced: tokio::sync::Notify,
     /// Held while cursors are written, so that a stream's cursor is on disk
     /// when `close` returns.
@@ -102,7 +105,7 @@ impl DurableStreams {
                 connection_epoch,
                 claims: Mutex::new(HashMap::new()),
                 closing: Mutex::new(HashMap::new()),
-                pending_cursors: Mutex::new(HashMap::new()),
+                pending_cursors: PendingCursors::new(),
                 cursors_advanced: tokio::sync::Notify::new(),
                 cursor_writing: tokio::sync::Mutex::new(()),
             }),
@@ -146,17 +149,40 @@ impl DurableStreams {
                 "durable stream `{name}` is already active in another process"
             )));
         }
-        let query_json = serde_json::to_string(query).map_err(|error| {
-            EventStoreError::invalid_input(format!(
-                "the query of durable stream `{name}` cannot be stored: {error}"
-            ))
-        })?;
+        let state = match self.read_or_create(&mut session, name, query).await {
+            Ok(state) => state,
+            Err(error) => {
+                // Released at once, so that the name can be opened again.
+                release(session, key, name).await;
+                return Err(error);
+            }
+        };
+        let claim = Arc::new(Claim {
+            key,
+            session: tokio::sync::Mutex::new(Some(session)),
+            confirmed: Mutex::new((inner.current_epoch(), Instant::now())),
+            released: AtomicBool::new(false),
+        });
+        lock(&inner.claims).insert(name.to_owned(), claim);
+        Ok(state)
+    }
+
+    /// The stored query and cursor of `name`, stored first with `query` and
+    /// cursor 0 when new, on the claim's `session`.
+    async fn read_or_create(
+        &self,
+        session: &mut PgConnection,
+        name: &str,
+        query: &EventQuery,
+    ) -> Result<DurableStreamState, EventStoreError> {
+        let inner = &self.inner;
+        let query_json = encode_durable_query(name, query)?;
         let sql = format!(
             "WITH created AS (INSERT INTO {table} (name, query, cursor) VALUES ($1, $2, 0) \
                               ON CONFLICT (name) DO NOTHING RETURNING query, cursor) \
              SELECT query, cursor FROM created \
              UNION ALL SELECT query, cursor FROM {table} WHERE name = $1",
-            table = inner.names.durable_streams
+            table = inner.names.durable_streams()
         );
         // The handled position is the stored cursor or, greater, one this
         // process recorded and did not write yet. A cursor write under way
@@ -166,42 +192,24 @@ impl DurableStreams {
         let stored: Result<(String, i64), sqlx::Error> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .bind(&query_json)
-            .fetch_one(&mut session)
+            .fetch_one(&mut *session)
             .await;
-        let pending = lock(&inner.pending_cursors).get(name).copied().unwrap_or(0);
+        let pending = inner.pending_cursors.get(name).unwrap_or(0);
         drop(writing);
-        let (stored_query, stored_cursor) = stored.map_err(failed)?;
-        let stored_query: EventQuery = serde_json::from_str(&stored_query).map_err(|error| {
-            EventStoreError::backend(format!(
-                "the stored query of durable stream `{name}` is not readable: {error}"
-            ))
+        let (stored_query, stored_cursor) = stored.map_err(|error| {
+            database_failure(&format!("cannot open durable stream `{name}`"), &error)
         })?;
-        let cursor = from_database(stored_cursor).max(pending);
-        let claim = Arc::new(Claim {
-            key,
-            session: tokio::sync::Mutex::new(Some(session)),
-            confirmed: Mutex::new((inner.current_epoch(), Instant::now())),
-            released: AtomicBool::new(false),
-        });
-        lock(&inner.claims).insert(name.to_owned(), claim);
+        let what = format!("cursor of durable stream `{name}`");
         Ok(DurableStreamState {
-            query: stored_query,
-            cursor,
+            query: decode_durable_query(name, &stored_query)?,
+            cursor: from_stored(stored_cursor, &what)?.max(pending),
         })
     }
 
     /// Records that the stream `name` handled everything it needs up to
     /// `cursor`; written shortly after by the cursor task.
     pub(crate) fn advance(&self, name: &str, cursor: u64) {
-        {
-            let mut pending = lock(&self.inner.pending_cursors);
-            match pending.get_mut(name) {
-                Some(recorded) => *recorded = (*recorded).max(cursor),
-                None => {
-                    pending.insert(name.to_owned(), cursor);
-                }
-            }
-        }
+        self.inner.pending_cursors.record(name, cursor);
         self.inner.cursors_advanced.notify_one();
     }
 
@@ -226,8 +234,15 @@ impl DurableStreams {
         }));
     }
 
+    /// Waits until every close begun so far has finished, then writes every
+    /// recorded cursor: what closing the store does once its streams ended.
+    pub(crate) async fn close_all(&self) -> Result<(), EventStoreError> {
+        self.closed().await;
+        self.write_all_cursors().await
+    }
+
     /// Waits until every close begun so far has finished.
-    pub(crate) async fn closed(&self) {
+    async fn closed(&self) {
         let pending: Vec<watch::Receiver<bool>> =
             lock(&self.inner.closing).values().cloned().collect();
         for mut closing in pending {
@@ -245,24 +260,50 @@ impl DurableStreams {
             return;
         };
         claim.released.store(true, Ordering::SeqCst);
-        let Some(mut session) = claim.session.lock().await.take() else {
+        let Some(session) = claim.session.lock().await.take() else {
             return;
         };
-        // Unlock explicitly: ending the session releases the lock too, but
-        // only once the server has processed the disconnection.
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(claim.key)
-            .execute(&mut session)
-            .await;
-        if let Err(error) = unlocked {
-            tracing::warn!(durable_stream = name, %error, "could not unlock a durable stream; closing its session");
-        }
-        close_session(session).await;
+        release(session, claim.key, name).await;
+    }
+
+    /// Wraps the handler of durable stream `name` so that each call first
+    /// makes sure this process still holds the stream's lock (see
+    /// "Claims" above), confirming on `runtime`.
+    pub(crate) fn checked_handler(
+        &self,
+        runtime: &Handle,
+        name: &str,
+        handle: HandleStream,
+    ) -> HandleStream {
+        let durable = self.clone();
+        let runtime = runtime.clone();
+        let name: Arc<str> = name.into();
+        HandleStream::new(move |batch| {
+            let (handle, durable, runtime, name) = (
+                handle.clone(),
+                durable.clone(),
+                runtime.clone(),
+                Arc::clone(&name),
+            );
+            async move {
+                if !durable.is_confirmed(&name) {
+                    let stop = StreamStopSignal::current();
+                    let confirmation =
+                        runtime.spawn(async move { durable.confirm(&name, stop).await });
+                    match confirmation.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(message)) => return Err(StreamHandlerError::new(message)),
+                        Err(_) => return Err(StreamHandlerError::new("the store is closed")),
+                    }
+                }
+                handle.call(batch).await
+            }
+        })
     }
 
     /// Whether the claim of `name` was confirmed recently enough to deliver
     /// without asking the server.
-    pub(crate) fn is_confirmed(&self, name: &str) -> bool {
+    fn is_confirmed(&self, name: &str) -> bool {
         let claim = lock(&self.inner.claims).get(name).cloned();
         claim.is_some_and(|claim| claim.is_fresh(self.inner.current_epoch()))
     }
@@ -274,11 +315,7 @@ impl DurableStreams {
     /// attempt failed after the stream was asked to stop (`stop`): a stopping
     /// stream does not wait for the server, so it stops, and frees its name,
     /// during an outage.
-    pub(crate) async fn confirm(
-        &self,
-        name: &str,
-        stop: Option<StreamStopSignal>,
-    ) -> Result<(), String> {
+    async fn confirm(&self, name: &str, stop: Option<StreamStopSignal>) -> Result<(), String> {
         let inner = &self.inner;
         let Some(claim) = lock(&inner.claims).get(name).cloned() else {
             return Err(format!("durable stream `{name}` is not open in this store"));
@@ -377,37 +414,34 @@ impl DurableStreams {
     }
 
     /// Writes every recorded cursor now.
-    pub(crate) async fn write_all_cursors(&self) -> Result<(), EventStoreError> {
+    async fn write_all_cursors(&self) -> Result<(), EventStoreError> {
         let _writing = self.inner.cursor_writing.lock().await;
-        let cursors: Vec<(String, u64)> = lock(&self.inner.pending_cursors).drain().collect();
+        let cursors = self.inner.pending_cursors.take();
         self.write(cursors).await
     }
 
     async fn write_cursor_of(&self, name: &str) -> Result<(), EventStoreError> {
         let _writing = self.inner.cursor_writing.lock().await;
-        let cursor = lock(&self.inner.pending_cursors).remove(name);
+        let cursor = self.inner.pending_cursors.take_one(name);
         match cursor {
-            Some(cursor) => self.write(vec![(name.to_owned(), cursor)]).await,
+            Some(cursor) => self.write(HashMap::from([(name.to_owned(), cursor)])).await,
             None => Ok(()),
         }
     }
 
     /// Writes `cursors`; on failure they are recorded again (keeping any
     /// greater position recorded meanwhile).
-    async fn write(&self, cursors: Vec<(String, u64)>) -> Result<(), EventStoreError> {
+    async fn write(&self, cursors: HashMap<String, u64>) -> Result<(), EventStoreError> {
         if cursors.is_empty() {
             return Ok(());
         }
-        let names: Vec<&str> = cursors.iter().map(|(name, _)| name.as_str()).collect();
-        let positions: Vec<i64> = cursors
-            .iter()
-            .map(|&(_, cursor)| to_database(cursor))
-            .collect();
+        let names: Vec<&str> = cursors.keys().map(String::as_str).collect();
+        let positions: Vec<i64> = cursors.values().map(|&cursor| to_stored(cursor)).collect();
         let sql = format!(
             "UPDATE {table} AS stream SET cursor = GREATEST(stream.cursor, written.cursor) \
              FROM UNNEST($1::text[], $2::bigint[]) AS written(name, cursor) \
              WHERE stream.name = written.name",
-            table = self.inner.names.durable_streams
+            table = self.inner.names.durable_streams()
         );
         // A pooled connection may have died while idle (the server
         // restarted); the write is repeated on another one.
@@ -426,11 +460,7 @@ impl DurableStreams {
             }
         }
         if let Err(error) = written {
-            let mut pending = lock(&self.inner.pending_cursors);
-            for (name, cursor) in cursors {
-                let entry = pending.entry(name).or_insert(cursor);
-                *entry = (*entry).max(cursor);
-            }
+            self.inner.pending_cursors.restore(cursors);
             return Err(database_failure("writing durable cursors failed", &error));
         }
         Ok(())
@@ -454,6 +484,20 @@ impl Claim {
     fn confirm(&self, epoch: u64) {
         *lock(&self.confirmed) = (epoch, Instant::now());
     }
+}
+
+/// Releases the lock `key` of durable stream `name` and ends its session.
+async fn release(mut session: PgConnection, key: i64, name: &str) {
+    // Unlock explicitly: ending the session releases the lock too, but
+    // only once the server has processed the disconnection.
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(&mut session)
+        .await;
+    if let Err(error) = unlocked {
+        tracing::warn!(durable_stream = name, %error, "could not unlock a durable stream; closing its session");
+    }
+    close_session(session).await;
 }
 
 /// Ends a claim's session, which releases its advisory lock.

@@ -27,12 +27,12 @@
 //! The 0.5.x tables are only read, never changed, so the schema still works
 //! with 0.5.x.
 
-use factstr::backend::normalized_stream_query;
+use factstr::backend::encode_durable_query;
 use factstr::{EventQuery, EventStoreError};
 use sqlx::PgConnection;
 
 use crate::error::database_failure;
-use crate::schema::{SchemaNames, quote_identifier};
+use crate::schema::SchemaNames;
 
 /// The tables every 0.5.x schema has, with their columns (name, type) in
 /// order.
@@ -104,7 +104,7 @@ pub(crate) async fn find(
            AND c.relname = ANY($2) AND a.attnum > 0 AND NOT a.attisdropped \
          ORDER BY c.relname, a.attnum",
     )
-    .bind(&names.schema)
+    .bind(names.schema())
     .bind(
         TABLES
             .iter()
@@ -133,11 +133,10 @@ pub(crate) async fn find(
         check_columns(names, METADATA_TABLE.0, &metadata, METADATA_TABLE.1)?;
         check_metadata(connection, names).await?;
     }
-    let qualified = |table: &str| format!("{}.{table}", quote_identifier(&names.schema));
     Ok(Some(LegacyTables {
-        events: qualified("events"),
-        append_batches: qualified("append_batches"),
-        durable_stream_cursors: qualified("durable_stream_cursors"),
+        events: names.table("events"),
+        append_batches: names.table("append_batches"),
+        durable_stream_cursors: names.table("durable_stream_cursors"),
     }))
 }
 
@@ -172,8 +171,8 @@ async fn check_metadata(
     names: &SchemaNames,
 ) -> Result<(), EventStoreError> {
     let sql = format!(
-        "SELECT key, value FROM {}.store_metadata ORDER BY key",
-        quote_identifier(&names.schema)
+        "SELECT key, value FROM {} ORDER BY key",
+        names.table(METADATA_TABLE.0)
     );
     let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_all(&mut *connection)
@@ -208,7 +207,7 @@ fn unknown_layout(names: &SchemaNames, reason: &str) -> EventStoreError {
         "schema {} holds the tables of a factstr 0.5.x log (events, append_batches, \
          durable_stream_cursors), but {reason}; it is not a layout this version converts, \
          and nothing was changed (use another schema, or rename those tables)",
-        names.schema
+        names.schema()
     ))
 }
 
@@ -224,13 +223,14 @@ pub(crate) async fn reconcile(
     legacy: &LegacyTables,
 ) -> Result<Option<Migrated>, EventStoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(names.append_lock_key)
+        .bind(names.append_lock_key())
         .execute(&mut *transaction)
         .await
         .map_err(|error| database_failure("cannot lock the log for the migration", &error))?;
     let sql = format!(
         "SELECT NOT EXISTS (SELECT 1 FROM {}) AND NOT EXISTS (SELECT 1 FROM {})",
-        names.events, names.durable_streams
+        names.events(),
+        names.durable_streams()
     );
     let factstr_log_is_empty: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(&mut *transaction)
@@ -314,7 +314,7 @@ async fn migrate(
              ORDER BY first_sequence_number DESC LIMIT 1) b \
            ON b.last_sequence_number >= e.sequence_number \
          ORDER BY e.sequence_number",
-        events = names.events,
+        events = names.events(),
         old_events = legacy.events,
         batches = legacy.append_batches,
     );
@@ -334,7 +334,7 @@ async fn migrate(
         .map_err(failed)?;
     let insert = format!(
         "INSERT INTO {} (name, query, cursor) VALUES ($1, $2, $3)",
-        names.durable_streams
+        names.durable_streams()
     );
     for (name, old_query, cursor) in &cursors {
         let query = stored_query(name, old_query).map_err(|reason| corrupt_log(names, &reason))?;
@@ -369,14 +369,13 @@ fn stored_query(name: &str, old_query: &str) -> Result<String, String> {
             "the stored query of durable stream `{name}` is not a 0.5.x query ({error}): {old_query}"
         )
     })?;
-    serde_json::to_string(&normalized_stream_query(&query))
-        .map_err(|error| format!("the query of durable stream `{name}` cannot be stored: {error}"))
+    encode_durable_query(name, &query).map_err(|error| error.to_string())
 }
 
 fn corrupt_log(names: &SchemaNames, reason: &str) -> EventStoreError {
     EventStoreError::backend(format!(
         "cannot bring the factstr 0.5.x log of schema {} over: {reason}; nothing was changed",
-        names.schema
+        names.schema()
     ))
 }
 
@@ -396,7 +395,7 @@ async fn check_contained(
          FROM (SELECT * FROM {old_events} ORDER BY sequence_number DESC LIMIT 1) o \
          LEFT JOIN {events} n ON n.sequence_number = o.sequence_number",
         old_events = legacy.events,
-        events = names.events,
+        events = names.events(),
     );
     let newest: Option<(i64, bool, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_optional(&mut *transaction)
@@ -426,6 +425,6 @@ async fn check_contained(
          connect again, which migrates the 0.5.x log anew (what was appended through \
          FACTSTR since the first migration is lost); to keep the FACTSTR log, drop or \
          rename the 0.5.x tables",
-        schema = names.schema,
+        schema = names.schema(),
     )))
 }

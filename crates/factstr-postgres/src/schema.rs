@@ -1,11 +1,12 @@
-//! The store's tables, their creation, and the names and lock keys derived
-//! from the schema they live in.
+//! The store's tables: their names and the lock keys and channel derived
+//! from the schema they live in, the statements creating them, and the
+//! version of their layout.
 
 use factstr::EventStoreError;
+use factstr::backend::fnv1a_64_parts;
 use sqlx::PgConnection;
 
 use crate::error::database_failure;
-use crate::legacy;
 
 /// The version of the table layout this code reads and writes.
 pub(crate) const SCHEMA_VERSION: i64 = 1;
@@ -13,20 +14,13 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 /// The schema the store uses and everything derived from its name.
 #[derive(Debug)]
 pub(crate) struct SchemaNames {
-    /// The schema's name, as PostgreSQL reports it.
-    pub(crate) schema: String,
-    /// The qualified, quoted events table.
-    pub(crate) events: String,
-    /// The qualified, quoted durable streams table.
-    pub(crate) durable_streams: String,
-    /// The qualified, quoted metadata table.
-    pub(crate) metadata: String,
-    /// The advisory lock every append transaction of this schema takes.
-    pub(crate) append_lock_key: i64,
-    /// The advisory lock that serializes creating the tables.
-    pub(crate) creation_lock_key: i64,
-    /// The notification channel of this schema's commits.
-    pub(crate) channel: String,
+    schema: String,
+    events: String,
+    durable_streams: String,
+    metadata: String,
+    append_lock_key: i64,
+    creation_lock_key: i64,
+    channel: String,
 }
 
 impl SchemaNames {
@@ -39,47 +33,54 @@ impl SchemaNames {
             metadata: format!("{quoted}.factstr_metadata"),
             append_lock_key: lock_key(&["append", schema]),
             creation_lock_key: lock_key(&["create", schema]),
-            channel: format!("factstr_{:016x}", fnv1a(&["channel", schema])),
+            channel: format!("factstr_{:016x}", fnv1a_64_parts(&["channel", schema])),
         }
+    }
+
+    /// The schema's name, as PostgreSQL reports it.
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The qualified, quoted events table.
+    pub(crate) fn events(&self) -> &str {
+        &self.events
+    }
+
+    /// The qualified, quoted durable streams table.
+    pub(crate) fn durable_streams(&self) -> &str {
+        &self.durable_streams
+    }
+
+    /// The advisory lock every append transaction of this schema takes.
+    pub(crate) fn append_lock_key(&self) -> i64 {
+        self.append_lock_key
+    }
+
+    /// The advisory lock that serializes creating the tables.
+    pub(crate) fn creation_lock_key(&self) -> i64 {
+        self.creation_lock_key
+    }
+
+    /// The notification channel of this schema's commits.
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
     }
 
     /// The session lock that makes a durable stream name exclusive.
     pub(crate) fn durable_lock_key(&self, name: &str) -> i64 {
         lock_key(&["durable", &self.schema, name])
     }
+
+    /// A table of this schema, qualified and quoted.
+    pub(crate) fn table(&self, table: &str) -> String {
+        format!("{}.{table}", quote_identifier(&self.schema))
+    }
 }
 
-/// Finds the schema the connection's `search_path` names, checks the
-/// database, and creates the tables when missing. A factstr 0.5.x log in
-/// the schema is brought over (see [`legacy`]) in the same transaction.
-/// Safe when several processes do it at once: creation runs under a
-/// transaction-scoped advisory lock.
-pub(crate) async fn prepare(connection: &mut PgConnection) -> Result<SchemaNames, EventStoreError> {
-    let (schema, encoding): (Option<String>, String) =
-        sqlx::query_as("SELECT current_schema(), current_setting('server_encoding')")
-            .fetch_one(&mut *connection)
-            .await
-            .map_err(|error| database_failure("cannot read the current schema", &error))?;
-    if encoding != "UTF8" {
-        return Err(EventStoreError::backend(format!(
-            "the database encoding is {encoding}; the PostgreSQL store needs a UTF8 database"
-        )));
-    }
-    let Some(schema) = schema else {
-        return Err(EventStoreError::backend(
-            "the connection's search_path names no existing schema; create the schema first \
-             or set search_path (for example with `options=-csearch_path%3Dmy_schema` in the URL)",
-        ));
-    };
-    let names = SchemaNames::new(&schema);
-    let has_legacy_log = legacy::find(connection, &names).await?.is_some();
-    if has_legacy_log || stored_version(connection, &names).await? != Some(SCHEMA_VERSION) {
-        create_tables(connection, &names).await?;
-    }
-    Ok(names)
-}
-
-async fn stored_version(
+/// The version of the store's tables in the schema, `None` when they are
+/// missing (or hold no version yet).
+pub(crate) async fn stored_version(
     connection: &mut PgConnection,
     names: &SchemaNames,
 ) -> Result<Option<i64>, EventStoreError> {
@@ -94,7 +95,9 @@ async fn stored_version(
     read_version(connection, names).await
 }
 
-async fn read_version(
+/// The version stored in the metadata table; refuses a version newer than
+/// this code reads.
+pub(crate) async fn read_version(
     connection: &mut PgConnection,
     names: &SchemaNames,
 ) -> Result<Option<i64>, EventStoreError> {
@@ -125,28 +128,10 @@ async fn read_version(
     Ok(Some(version))
 }
 
-async fn create_tables(
-    connection: &mut PgConnection,
-    names: &SchemaNames,
-) -> Result<(), EventStoreError> {
-    let failed = |error: sqlx::Error| {
-        database_failure(
-            &format!(
-                "cannot create the store's tables in schema {}",
-                names.schema
-            ),
-            &error,
-        )
-    };
-    let mut transaction = sqlx::Connection::begin(&mut *connection)
-        .await
-        .map_err(failed)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(names.creation_lock_key)
-        .execute(&mut *transaction)
-        .await
-        .map_err(failed)?;
-    let statements = [
+/// The statements creating the tables (when missing) and recording the
+/// version, in order.
+pub(crate) fn table_statements(names: &SchemaNames) -> [String; 4] {
+    [
         format!(
             "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)",
             names.metadata
@@ -174,29 +159,12 @@ async fn create_tables(
              ON CONFLICT (key) DO NOTHING",
             names.metadata
         ),
-    ];
-    for statement in statements {
-        sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed)?;
-    }
-    let version = read_version(&mut transaction, names).await?;
-    if version != Some(SCHEMA_VERSION) {
-        return Err(EventStoreError::backend(format!(
-            "schema {} holds version {version:?} of the store's tables; expected {SCHEMA_VERSION}",
-            names.schema
-        )));
-    }
-    // Looked for again under the lock: another process may have migrated
-    // the 0.5.x log meanwhile.
-    let migrated = match legacy::find(&mut transaction, names).await? {
-        Some(tables) => legacy::reconcile(&mut transaction, names, &tables).await?,
-        None => None,
-    };
-    // After the migration: building the indexes over the copied events
-    // once is about four times faster than updating them row by row.
-    let indexes = [
+    ]
+}
+
+/// The statements creating the indexes of the events table (when missing).
+pub(crate) fn index_statements(names: &SchemaNames) -> [String; 2] {
+    [
         format!(
             "CREATE INDEX IF NOT EXISTS factstr_events_type_sequence ON {} (event_type, sequence_number)",
             names.events
@@ -205,48 +173,19 @@ async fn create_tables(
             "CREATE INDEX IF NOT EXISTS factstr_events_payload ON {} USING gin ((payload::jsonb) jsonb_path_ops) WITH (fastupdate = off)",
             names.events
         ),
-    ];
-    for statement in indexes {
-        sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed)?;
-    }
-    transaction.commit().await.map_err(failed)?;
-    if let Some(migrated) = migrated {
-        tracing::info!(
-            schema = %names.schema,
-            events = migrated.events,
-            durable_streams = migrated.durable_streams,
-            "brought the factstr 0.5.x log over"
-        );
-    }
-    Ok(())
+    ]
 }
 
 /// `name` as a quoted SQL identifier.
-pub(crate) fn quote_identifier(name: &str) -> String {
+fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// An advisory lock key for `parts`; distinct parts give distinct keys
-/// (up to 64-bit hash collisions).
+/// (up to 64-bit hash collisions). Every process sharing a database must
+/// agree on it: the hash is the stable one.
 fn lock_key(parts: &[&str]) -> i64 {
-    i64::from_ne_bytes(fnv1a(parts).to_ne_bytes())
-}
-
-/// 64-bit FNV-1a over `parts`, each followed by a NUL byte so that
-/// `["ab", "c"]` and `["a", "bc"]` differ. Stable across versions and
-/// processes, because every process sharing a database must agree on it.
-fn fnv1a(parts: &[&str]) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    for byte in parts
-        .iter()
-        .flat_map(|part| part.bytes().chain(std::iter::once(0)))
-    {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    i64::from_ne_bytes(fnv1a_64_parts(parts).to_ne_bytes())
 }
 
 #[cfg(test)]
@@ -269,8 +208,24 @@ mod tests {
     #[test]
     fn lock_keys_are_stable() {
         // Processes of different builds share locks: the key must not change.
-        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(&["a"]), fnv1a(&["a"]));
-        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+        assert_eq!(lock_key(&[]), 0xcbf2_9ce4_8422_2325_u64 as i64);
+        assert_eq!(lock_key(&["a"]), lock_key(&["a"]));
+        assert_ne!(lock_key(&["ab", "c"]), lock_key(&["a", "bc"]));
+    }
+
+    #[test]
+    fn lock_keys_and_channels_keep_the_values_every_build_uses() {
+        // Processes of different builds share one schema, so these values
+        // must never change.
+        let public = SchemaNames::new("public");
+        assert_eq!(public.append_lock_key, 1_854_022_816_157_159_162);
+        assert_eq!(public.creation_lock_key, 2_941_465_083_418_265_126);
+        assert_eq!(public.channel, "factstr_d390a02c7a4d1857");
+        assert_eq!(public.durable_lock_key("a"), 2_844_180_197_746_222_618);
+        let quoted = SchemaNames::new("we\"ird");
+        assert_eq!(quoted.append_lock_key, -9_060_728_075_339_385_192);
+        assert_eq!(quoted.creation_lock_key, -173_315_700_778_063_876);
+        assert_eq!(quoted.channel, "factstr_d177481239245ebd");
+        assert_eq!(quoted.durable_lock_key("a"), -3_853_401_773_875_363_192);
     }
 }

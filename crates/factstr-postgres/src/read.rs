@@ -1,167 +1,40 @@
-//! Reading the log: queries, context versions, committed batches for
-//! streams, and the `CommittedLog` the shared dispatcher reads through.
+//! Reading the log through the pool: queries with their context version,
+//! the log's head, committed batches for streams, and the newest match of
+//! a context.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use factstr::backend::{
-    BatchReadRequest, CommittedBatchPage, CommittedLog, DurableStreamState, StreamDispatcher,
-};
+use factstr::backend::sequence::to_stored;
+use factstr::backend::{CommittedBatchPage, group_into_batches};
 use factstr::{EventQuery, EventRecord, EventStoreError, QueryResult};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
-use tokio::runtime::Handle;
-use tokio::sync::watch;
 
-use crate::durable::DurableStreams;
 use crate::error::{database_failure, is_connection_lost};
-use crate::listener::{NewsSender, tell_committed};
+use crate::rows::{decode_batch_row, decode_head, decode_record, parse_payload, stored_number};
 use crate::schema::SchemaNames;
-use crate::sql::Candidates;
+use crate::where_clause::Candidates;
 
 /// Candidates fetched at first when looking for the newest match; each
 /// further round fetches four times as many, up to [`MAX_NEWEST_CANDIDATES`].
 const FIRST_NEWEST_CANDIDATES: i64 = 16;
 const MAX_NEWEST_CANDIDATES: i64 = 4_096;
 
-/// What the dispatcher and the store's tasks share: the runtime the store's
-/// work runs on, the reader, the dispatcher and the durable streams.
-pub(crate) struct PostgresLog {
-    pub(crate) runtime: Handle,
-    pub(crate) reader: Reader,
-    pub(crate) dispatcher: StreamDispatcher,
-    pub(crate) durable: DurableStreams,
-    /// Tells the publisher about commits.
-    pub(crate) news: NewsSender,
-    /// The last sequence number the publisher saw published.
-    pub(crate) published: watch::Sender<u64>,
-    pub(crate) connect_timeout: Duration,
-}
-
-impl PostgresLog {
-    /// Publishes every batch committed before now, so that a stream
-    /// registered next starts after them: a live stream never receives
-    /// history (batches whose `append` already returned but whose
-    /// publication is still under way included), and a durable stream's
-    /// replay covers them before registration returns.
-    pub(crate) fn publish_committed(&self) -> Result<(), EventStoreError> {
-        let reader = self.reader.clone();
-        let news = self.news.clone();
-        let mut published = self.published.subscribe();
-        let timeout = self.connect_timeout;
-        let already = self.dispatcher.last_published();
-        run_on(&self.runtime, async move {
-            let head = reader.head().await?;
-            if already >= head || *published.borrow() >= head {
-                return Ok(());
-            }
-            tell_committed(&news, head);
-            match tokio::time::timeout(timeout, published.wait_for(|&last| last >= head)).await {
-                Ok(Ok(_)) => Ok(()),
-                _ => Err(EventStoreError::backend(format!(
-                    "committed batches up to {head} were not published within {timeout:?}"
-                ))),
-            }
-        })
-    }
-}
-
-impl PostgresLog {
-    /// Hands a committed batch to the streams (see
-    /// `StreamDispatcher::publish`).
-    pub(crate) fn publish(&self, batch: Vec<EventRecord>) {
-        self.dispatcher.publish(batch);
-    }
-
-    /// The last sequence number handed to the streams.
-    pub(crate) fn last_published(&self) -> u64 {
-        self.dispatcher.last_published()
-    }
-
-    /// Lets `publish_committed` know how far publication got.
-    pub(crate) fn tell_published(&self, published: u64) {
-        self.published.send_if_modified(|last| {
-            let changed = *last != published;
-            *last = published;
-            changed
-        });
-    }
-}
-
-impl CommittedLog for PostgresLog {
-    fn committed_head(&self) -> Result<u64, EventStoreError> {
-        let reader = self.reader.clone();
-        run_on(&self.runtime, async move { reader.head().await })
-    }
-
-    fn read_committed_batches(
-        &self,
-        request: &BatchReadRequest<'_>,
-    ) -> Result<CommittedBatchPage, EventStoreError> {
-        let reader = self.reader.clone();
-        let (after, through, max_events) = (request.after, request.through, request.max_events);
-        let query = request.query.cloned();
-        run_on(&self.runtime, async move {
-            reader
-                .committed_batches(after, through, query.as_ref(), max_events)
-                .await
-        })
-    }
-
-    fn open_durable_stream(
-        &self,
-        name: &str,
-        query: &EventQuery,
-    ) -> Result<DurableStreamState, EventStoreError> {
-        let durable = self.durable.clone();
-        let (name, query) = (name.to_owned(), query.clone());
-        run_on(
-            &self.runtime,
-            async move { durable.open(&name, &query).await },
-        )
-    }
-
-    fn advance_durable_cursor(&self, name: &str, cursor: u64) -> Result<(), EventStoreError> {
-        self.durable.advance(name, cursor);
-        Ok(())
-    }
-
-    fn close_durable_stream(&self, name: &str) {
-        self.durable.begin_close(&self.runtime, name);
-    }
-}
-
-/// Runs `work` on the store's runtime and waits for its result on the
-/// calling thread. Works from any thread, including from inside another
-/// tokio runtime (it blocks on a channel, never on a runtime).
-pub(crate) fn run_on<T: Send + 'static>(
-    runtime: &Handle,
-    work: impl Future<Output = Result<T, EventStoreError>> + Send + 'static,
-) -> Result<T, EventStoreError> {
-    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-    drop(runtime.spawn(async move {
-        let _ = sender.send(work.await);
-    }));
-    receiver.recv().unwrap_or_else(|_| {
-        Err(EventStoreError::backend(
-            "the store was closed before the operation finished",
-        ))
-    })
-}
-
 /// Reads the events table through the pool.
 #[derive(Clone, Debug)]
 pub(crate) struct Reader {
-    pub(crate) pool: PgPool,
-    pub(crate) names: Arc<SchemaNames>,
+    pool: PgPool,
+    names: Arc<SchemaNames>,
 }
 
 impl Reader {
+    pub(crate) fn new(pool: PgPool, names: Arc<SchemaNames>) -> Self {
+        Self { pool, names }
+    }
+
     /// The records matching `query` after its `min_sequence_number`, and the
     /// context version, from one snapshot.
     ///
@@ -194,33 +67,27 @@ impl Reader {
         query: &EventQuery,
         candidates: &Candidates,
     ) -> Result<QueryResult, sqlx::Error> {
-        let after = to_database(query.min_sequence_number.unwrap_or(0));
+        let after = query.min_sequence_number.unwrap_or(0);
         let sql = format!(
             "SELECT h.head, e.sequence_number, e.occurred_at, e.event_type, e.payload \
              FROM (SELECT MAX(sequence_number) AS head FROM {events}) AS h \
              LEFT JOIN (SELECT sequence_number, occurred_at, event_type, payload::text AS payload \
                         FROM {events} WHERE sequence_number > $1 AND {condition}) AS e ON TRUE \
              ORDER BY e.sequence_number",
-            events = self.names.events,
+            events = self.names.events(),
             condition = candidates.condition(2),
         );
         let rows = candidates
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after))
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_stored(after)))
             .fetch_all(&mut *connection)
             .await?;
         let mut head = None;
         let mut event_records = Vec::new();
         for row in &rows {
-            head = row.try_get::<Option<i64>, _>(0)?;
-            let Some(sequence_number) = row.try_get::<Option<i64>, _>(1)? else {
+            head = decode_head(row)?;
+            let Some(record) = decode_record(row, 1)? else {
                 continue;
             };
-            let record = decode_record(
-                sequence_number,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-            )?;
             if query.matches_record(&record) {
                 event_records.push(record);
             }
@@ -231,7 +98,8 @@ impl Reader {
             (Some(last), _) => Some(last),
             (None, None) => None,
             (None, Some(head)) => {
-                newest_match(connection, &self.names, candidates, query, head.min(after)).await?
+                let bound = to_stored(head.min(after));
+                newest_match(connection, &self.names, candidates, query, bound).await?
             }
         };
         Ok(QueryResult {
@@ -298,14 +166,14 @@ impl Reader {
                         WHERE sequence_number > $1 AND sequence_number <= $2 AND {condition} \
                         ORDER BY sequence_number LIMIT $3) AS e ON TRUE \
              ORDER BY e.sequence_number",
-            events = self.names.events,
+            events = self.names.events(),
             condition = candidates.condition(4),
         );
         let rows = candidates
             .bind(
                 sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(to_database(after))
-                    .bind(to_database(through))
+                    .bind(to_stored(after))
+                    .bind(to_stored(through))
                     .bind(limit),
             )
             .fetch_all(&mut *connection)
@@ -313,7 +181,7 @@ impl Reader {
         let mut head = None;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            head = row.try_get::<Option<i64>, _>(0)?;
+            head = decode_head(row)?;
             if let Some(record) = decode_batch_row(row, 1)? {
                 records.push(record);
             }
@@ -334,10 +202,10 @@ impl Reader {
                 }
                 batch_end
             }
-            _ => head.map_or(after, from_database).clamp(after, through),
+            _ => head.unwrap_or(after).clamp(after, through),
         };
         Ok(CommittedBatchPage {
-            batches: group_batches(records),
+            batches: group_into_batches(records),
             scanned_through,
         })
     }
@@ -353,14 +221,14 @@ impl Reader {
             "SELECT sequence_number, batch_last_sequence_number, occurred_at, event_type, payload::text \
              FROM {events} WHERE sequence_number > $1 AND sequence_number <= $2 AND {condition} \
              ORDER BY sequence_number",
-            events = self.names.events,
+            events = self.names.events(),
             condition = candidates.condition(3),
         );
         let rows = candidates
             .bind(
                 sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(to_database(after))
-                    .bind(to_database(through)),
+                    .bind(to_stored(after))
+                    .bind(to_stored(through)),
             )
             .fetch_all(&mut *connection)
             .await?;
@@ -375,7 +243,7 @@ impl Reader {
 
     /// The greatest sequence number in the log, 0 when it is empty.
     pub(crate) async fn head(&self) -> Result<u64, EventStoreError> {
-        let sql = format!("SELECT MAX(sequence_number) FROM {}", self.names.events);
+        let sql = format!("SELECT MAX(sequence_number) FROM {}", self.names.events());
         let sql = &sql;
         self.read(
             "reading the last sequence number failed",
@@ -385,7 +253,10 @@ impl Reader {
                         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
                             .fetch_one(&mut *connection)
                             .await;
-                    (connection, head.map(|head| head.map_or(0, from_database)))
+                    let head = head.and_then(|head| {
+                        head.map_or(Ok(0), |head| stored_number(head, "sequence number"))
+                    });
+                    (connection, head)
                 })
             },
         )
@@ -448,7 +319,7 @@ pub(crate) async fn newest_match(
         "SELECT sequence_number, event_type, {payload} FROM {events} \
          WHERE sequence_number <= $1 AND {condition} \
          ORDER BY sequence_number DESC LIMIT $2",
-        events = names.events,
+        events = names.events(),
         condition = candidates.condition(3),
     );
     let mut upper = bound;
@@ -463,16 +334,16 @@ pub(crate) async fn newest_match(
             .fetch_all(&mut *connection)
             .await?;
         for row in &rows {
-            let sequence_number: i64 = row.try_get(0)?;
+            let sequence_number = stored_number(row.try_get(0)?, "sequence number")?;
             let event_type: String = row.try_get(1)?;
             let payload = match row.try_get::<Option<String>, _>(2)? {
-                Some(text) => parse_payload(from_database(sequence_number), &text)?,
+                Some(text) => parse_payload(sequence_number, &text)?,
                 None => Value::Null,
             };
             if query.matches(&event_type, &payload) {
-                return Ok(Some(from_database(sequence_number)));
+                return Ok(Some(sequence_number));
             }
-            upper = sequence_number - 1;
+            upper = to_stored(sequence_number) - 1;
         }
         if i64::try_from(rows.len()).unwrap_or(i64::MAX) < limit {
             break;
@@ -480,69 +351,4 @@ pub(crate) async fn newest_match(
         limit = (limit * 4).min(MAX_NEWEST_CANDIDATES);
     }
     Ok(None)
-}
-
-/// Decodes a row of (sequence_number, batch_last_sequence_number,
-/// occurred_at, event_type, payload) starting at column `first`; `None`
-/// when the sequence number is NULL (the empty side of an outer join).
-fn decode_batch_row(row: &PgRow, first: usize) -> Result<Option<(EventRecord, u64)>, sqlx::Error> {
-    let Some(sequence_number) = row.try_get::<Option<i64>, _>(first)? else {
-        return Ok(None);
-    };
-    let batch_last: i64 = row.try_get(first + 1)?;
-    let record = decode_record(
-        sequence_number,
-        row.try_get(first + 2)?,
-        row.try_get(first + 3)?,
-        row.try_get(first + 4)?,
-    )?;
-    Ok(Some((record, from_database(batch_last))))
-}
-
-fn decode_record(
-    sequence_number: i64,
-    occurred_at: DateTime<Utc>,
-    event_type: String,
-    payload: String,
-) -> Result<EventRecord, sqlx::Error> {
-    Ok(EventRecord {
-        sequence_number: from_database(sequence_number),
-        occurred_at,
-        event_type,
-        payload: parse_payload(from_database(sequence_number), &payload)?,
-    })
-}
-
-pub(crate) fn parse_payload(sequence_number: u64, text: &str) -> Result<Value, sqlx::Error> {
-    serde_json::from_str(text).map_err(|error| {
-        sqlx::Error::Decode(
-            format!("the stored payload of event {sequence_number} is not readable JSON: {error}")
-                .into(),
-        )
-    })
-}
-
-/// Splits records (ascending) into their committed batches.
-fn group_batches(records: Vec<(EventRecord, u64)>) -> Vec<Vec<EventRecord>> {
-    let mut batches: Vec<Vec<EventRecord>> = Vec::new();
-    let mut current_batch_last = None;
-    for (record, batch_last) in records {
-        match batches.last_mut() {
-            Some(batch) if current_batch_last == Some(batch_last) => batch.push(record),
-            _ => batches.push(vec![record]),
-        }
-        current_batch_last = Some(batch_last);
-    }
-    batches
-}
-
-/// A sequence number as the database stores it. Sequence numbers never
-/// exceed `i64::MAX` (validation refuses larger ones in queries).
-pub(crate) fn to_database(sequence_number: u64) -> i64 {
-    i64::try_from(sequence_number).unwrap_or(i64::MAX)
-}
-
-/// A stored sequence number (never negative).
-pub(crate) fn from_database(sequence_number: i64) -> u64 {
-    u64::try_from(sequence_number).unwrap_or(0)
 }

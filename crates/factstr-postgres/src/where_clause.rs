@@ -1,5 +1,5 @@
-//! From an `EventQuery` to the SQL condition that narrows the events table to
-//! candidate rows.
+//! The WHERE clause of a query: from an `EventQuery` to the SQL condition
+//! that narrows the events table to candidate rows.
 //!
 //! The condition may let through rows that do not match (jsonb `@>` treats
 //! `1` and `1.0` as equal and lets an array contain a scalar at the top
@@ -12,6 +12,8 @@ use factstr::{EventFilter, EventQuery};
 use serde_json::Value;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
+
+use crate::rows::contains_nul;
 
 /// The candidate rows of a query: a SQL condition over the events table and
 /// the values it binds.
@@ -193,26 +195,6 @@ impl FilterCondition {
     }
 }
 
-/// Whether a string or an object key anywhere in `value` holds a NUL
-/// character, which PostgreSQL's `jsonb` cannot hold.
-pub(crate) fn contains_nul(value: &Value) -> bool {
-    let mut pending = vec![value];
-    while let Some(value) = pending.pop() {
-        match value {
-            Value::String(text) if text.contains('\0') => return true,
-            Value::Array(items) => pending.extend(items),
-            Value::Object(entries) => {
-                if entries.keys().any(|key| key.contains('\0')) {
-                    return true;
-                }
-                pending.extend(entries.values());
-            }
-            _ => {}
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -259,12 +241,5 @@ mod tests {
             "((event_type = $3 AND ((payload::jsonb) @> $4::jsonb OR (payload::jsonb) @> $5::jsonb)) \
              OR (event_type = ANY($6::text[])))"
         );
-    }
-
-    #[test]
-    fn nul_characters_are_found_in_keys_and_nested_strings() {
-        assert!(contains_nul(&json!({"a": [{"b": "x\u{0}"}]})));
-        assert!(contains_nul(&json!({"a\u{0}": 1})));
-        assert!(!contains_nul(&json!({"a": ["x", 1, null]})));
     }
 }
