@@ -5,7 +5,7 @@ const { mkdtempSync, rmSync, writeFileSync } = require('node:fs')
 const { tmpdir } = require('node:os')
 const { join } = require('node:path')
 
-const { ErrorCode, FactstrSqliteStore } = require('..')
+const { ErrorCode, FactstrInputError, FactstrSqliteStore } = require('..')
 const { describeStore, events, recorder, shapes } = require('./behaviours.js')
 
 const folder = mkdtempSync(join(tmpdir(), 'factstr-node-sqlite-'))
@@ -33,6 +33,18 @@ describe('FactstrSqliteStore: persistence', () => {
     assert.deepEqual(shapes(resumed.batches), [[3]])
     again.unsubscribe()
     store.close()
+  })
+
+  it('opens with new FactstrSqliteStore(path), as in 0.3', () => {
+    const path = join(folder, 'constructed.db')
+    let store = new FactstrSqliteStore(path)
+    assert.ok(store instanceof FactstrSqliteStore)
+    store.append(events('a', 1))
+    store.close()
+    store = FactstrSqliteStore.open(path)
+    assert.equal(store.query().current_context_version, 1n)
+    store.close()
+    assert.throws(() => new FactstrSqliteStore(), (error) => error instanceof FactstrInputError && /path/.test(error.message))
   })
 
   it('refuses a file that is not a FACTSTR database', () => {
