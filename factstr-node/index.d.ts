@@ -262,10 +262,13 @@ export declare abstract class FactstrStore {
    * finish; every stream delivers the batches committed before the call,
    * waiting at most 5 s for handlers still busy (the JavaScript thread stays
    * free to run them), then stops with `store_closed`; SQLite and
-   * PostgreSQL write the durable cursors. The promise resolves once all that
-   * is done and never rejects; calling `close()` again returns the same
-   * promise. Awaiting it is optional: a process exits only after its stores
-   * have finished closing.
+   * PostgreSQL write the durable cursors. A durable registration still
+   * replaying ends after its handler call in progress and rejects (its
+   * cursor stays after the last batch handled). The promise resolves once
+   * all that is done and never rejects; calling `close()` again returns the
+   * same promise. Awaiting it is optional: a process exits only after its
+   * stores have finished closing. A handler may call `close()` on its own
+   * store but must not await it: closing waits for that handler.
    */
   close(): Promise<void>
   /** Whether `close()` has not been called. */

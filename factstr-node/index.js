@@ -133,11 +133,15 @@ function describeFailure(error) {
   }
 }
 
-function wrapHandler(handler) {
+// `refusal()`, when given, is checked before each call: a message there fails
+// the batch without calling the handler.
+function wrapHandler(handler, refusal) {
   if (typeof handler !== 'function') {
     throw invalidInput('handler', `expected a function, got ${describeType(handler)}`)
   }
   return async (batchJson) => {
+    const refused = refusal?.()
+    if (refused) return refused
     try {
       await handler(reviveRecords(JSON.parse(batchJson)))
       return null
@@ -166,7 +170,7 @@ function checkString(field, value) {
 // the rest waits for the next turn of the event loop: thousands of
 // completions never hold the loop in one long turn, and timers and I/O run
 // between slices.
-const SLICE_MS = 4
+const SLICE_MS = 3
 const waiting = new Map()
 let nextCall = 1
 let costPerCallMs = 0.02
@@ -385,9 +389,16 @@ class FactstrStore {
 
   #registerDurable(handler, start) {
     return new Promise((resolve, reject) => {
-      const wrapped = wrapHandler(handler)
+      // Closing waits for a registration to finish its replay: once the
+      // store is closed, the replay ends after the handler call in progress
+      // (the cursor stays after the last batch handled) instead of running on.
+      let replaying = true
+      const wrapped = wrapHandler(handler, () =>
+        replaying && !this.#native.isOpen ? 'the store was closed during the replay' : null,
+      )
       const stop = expectStop()
       const call = expectCall((envelope) => {
+        replaying = false
         try {
           const { id } = unwrapParsed(envelope)
           resolve(new FactstrSubscription(this.#native, id, stop.stopped))

@@ -427,6 +427,27 @@ function describeStore(name, openStore) {
     })
   })
 
+  describe(`${name}: closing during a replay`, () => {
+    it('close() ends a durable replay after the handler call in progress; the registration rejects', async () => {
+      const store = openStore()
+      for (let n = 0; n < 200; n++) store.append(events('a', 1))
+      const handled = []
+      const replaying = store.streamAllDurable('long-replay', async (batch) => {
+        handled.push(Number(batch[0].sequence_number))
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      })
+      while (handled.length < 3) await new Promise((resolve) => setTimeout(resolve, 1))
+      const closed = store.close()
+      await assert.rejects(
+        replaying,
+        (error) => error instanceof FactstrError && error.code === ErrorCode.BackendFailure && /closed during the replay/.test(error.message),
+      )
+      await closed
+      assert.ok(handled.length < 200, `the replay ran on to ${handled.length}`)
+      assert.deepEqual(handled, Array.from({ length: handled.length }, (_, n) => n + 1))
+    })
+  })
+
   describe(`${name}: knowing when a stream stops`, () => {
     it('stopped resolves with unsubscribed after the batches committed before unsubscribe', async () => {
       const store = openStore()

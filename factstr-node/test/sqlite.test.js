@@ -35,6 +35,29 @@ describe('FactstrSqliteStore: persistence', () => {
     store.close()
   })
 
+  it('a replay ended by close() resumes after the last batch it handled', async () => {
+    const path = join(folder, 'closed-during-replay.db')
+    let store = FactstrSqliteStore.open(path)
+    for (let n = 0; n < 100; n++) store.append(events('a', 1))
+    const handled = []
+    const replaying = store.streamAllDurable('long-replay', async (batch) => {
+      handled.push(Number(batch[0].sequence_number))
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    })
+    while (handled.length < 3) await new Promise((resolve) => setTimeout(resolve, 1))
+    const closed = store.close()
+    await assert.rejects(replaying, (error) => error.code === ErrorCode.BackendFailure)
+    await closed
+
+    store = FactstrSqliteStore.open(path)
+    const resumed = recorder()
+    const subscription = await store.streamAllDurable('long-replay', resumed.handler)
+    assert.equal(resumed.batches[0][0].sequence_number, BigInt(handled.length + 1))
+    assert.equal(resumed.batches.length, 100 - handled.length)
+    subscription.unsubscribe()
+    await store.close()
+  })
+
   it('opens with new FactstrSqliteStore(path), as in 0.3', () => {
     const path = join(folder, 'constructed.db')
     let store = new FactstrSqliteStore(path)
