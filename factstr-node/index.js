@@ -166,8 +166,9 @@ function checkString(field, value) {
 // Asynchronous calls. Each gets an id and a function that settles it with
 // its result envelope; the addon does the work on its own threads and hands
 // results back in slices (see src/calls.rs). A slice is sized so that
-// settling it, with the continuations it resumes, takes about SLICE_MS, and
-// the rest waits for the next turn of the event loop: thousands of
+// settling it, with the continuations it resumes, takes about SLICE_MS; the
+// next slice is taken on the next turn of the event loop, until none is
+// left (then the addon wakes us for the next result). Thousands of
 // completions never hold the loop in one long turn, and timers and I/O run
 // between slices.
 const SLICE_MS = 3
@@ -196,14 +197,14 @@ function settleSlice() {
   const started = performance.now()
   const text = calls.take(sliceSize)
   if (text === null) return
-  const { settled, more } = JSON.parse(text)
+  const settled = JSON.parse(text)
   for (const [id, envelope] of settled) {
     const settle = waiting.get(id)
     if (settle === undefined) continue
     forgetCall(id)
     settle(envelope)
   }
-  if (more) setImmediate(settleSlice)
+  setImmediate(settleSlice)
   // Runs after the continuations the slice resumed: learn what a call costs.
   queueMicrotask(() => {
     const perCall = (performance.now() - started) / settled.length

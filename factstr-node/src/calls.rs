@@ -6,11 +6,14 @@
 //! pool, work that may wait on JavaScript or for seconds (durable
 //! registration, whose replay runs handlers on the JS thread; closing a
 //! store, which waits for its streams) on a thread of its own. Each result,
-//! a JSON envelope, goes into [`Settlements`]; when that queue turns
-//! non-empty, one threadsafe call wakes JavaScript, which takes the results
-//! in slices ([`NativeCalls::take`]) and settles a slice per turn of the
+//! a JSON envelope, goes into [`Settlements`]. JavaScript takes the results
+//! in slices ([`NativeCalls::take`]) and settles one slice per turn of the
 //! event loop, so thousands of completions never hold the loop in one turn
-//! (libuv's work queue hands all finished work to one turn).
+//! (libuv's work queue hands all finished work to one turn). While it finds
+//! results, JavaScript comes back on the next turn by itself; only once it
+//! found none does the next result wake it, with one threadsafe call. (Node
+//! runs threadsafe calls queued meanwhile in the same turn, up to 1,000, so
+//! waking it once per slice would chain slices into one long turn again.)
 //!
 //! The wake function is weak (it never keeps the process alive); the
 //! JavaScript side keeps the loop alive while calls are waiting.
@@ -38,7 +41,8 @@ pub(crate) struct Settlements {
 #[derive(Default)]
 struct Settled {
     ready: VecDeque<(i64, String)>,
-    /// Whether JavaScript was woken and has not yet emptied the queue.
+    /// Whether JavaScript is taking results: woken, and not yet finding the
+    /// queue empty.
     draining: bool,
 }
 
@@ -67,7 +71,7 @@ impl Settlements {
             state.draining = false;
             return None;
         }
-        let mut out = String::from(r#"{"settled":["#);
+        let mut out = String::from("[");
         let mut taken = 0;
         while taken < max_calls.max(1) && out.len() < MAX_SLICE_BYTES {
             let Some((id, envelope)) = state.ready.pop_front() else {
@@ -83,14 +87,8 @@ impl Settlements {
             out.push(']');
             taken += 1;
         }
-        let more = !state.ready.is_empty();
-        // Woken again by the next settlement once this slice emptied the queue;
-        // otherwise JavaScript comes back for the rest on its next turn.
-        state.draining = more;
         drop(state);
-        out.push_str(r#"],"more":"#);
-        out.push_str(if more { "true" } else { "false" });
-        out.push('}');
+        out.push(']');
         Some(out)
     }
 }
@@ -114,10 +112,9 @@ impl NativeCalls {
         }
     }
 
-    /// Up to `maxCalls` settled calls as JSON text,
-    /// `{"settled":[[id, envelope], ...],"more":bool}`, or `null` when none
-    /// are waiting. With `more`, call again on a later turn; without, the
-    /// next settlement wakes JavaScript again.
+    /// Up to `maxCalls` settled calls as JSON text, `[[id, envelope], ...]`;
+    /// call again on the next turn. `null` when none are waiting: then the
+    /// next settled call wakes JavaScript again.
     #[napi]
     pub fn take(&self, max_calls: u32) -> Option<String> {
         self.settlements
