@@ -18,7 +18,9 @@
 // `--package DIR` measures the package in DIR instead of this one;
 // `--compare DIR` runs part 2 for DIR too, alternating with this package in
 // the same run (for before/after figures: DIR holds an older checkout of
-// factstr-node with its release addon). PostgreSQL runs when DATABASE_URL or
+// factstr-node with its release addon); `--repeat N` measures each row N
+// times (alternating again) and prints the median of each figure, and the
+// smallest `max delay` (the run least disturbed by other processes). PostgreSQL runs when DATABASE_URL or
 // FACTSTR_TEST_DATABASE_URL names a database (the bench appends to it).
 //
 // Each measurement of part 2 runs in a child process of its own. Figures are
@@ -40,6 +42,7 @@ const packageDir = resolve(option('--package', join(__dirname, '..')))
 const compareDir = option('--compare', null)
 const postgresUrl = process.env.DATABASE_URL || process.env.FACTSTR_TEST_DATABASE_URL || null
 const IN_FLIGHT = [1, 100, 2000]
+const repeat = Number(option('--repeat', '1'))
 
 function deposits(thread, round, size) {
   const batch = new Array(size)
@@ -173,19 +176,31 @@ async function main() {
   const packages = [['this', packageDir]]
   if (compareDir) packages.push(['compare', resolve(compareDir)])
   console.log(
-    `\nappendAsync calls kept in flight${compareDir ? `; compare = ${resolve(compareDir)}` : ''}\n` +
-      'store    in flight package    calls/s   1 ms ticks  max delay  p99 delay  longest gap  first turn',
+    `\nappendAsync calls kept in flight${compareDir ? `; compare = ${resolve(compareDir)}` : ''}` +
+      `${repeat > 1 ? `; median of ${repeat} runs, least max delay last` : ''}\n` +
+      'store    in flight package    calls/s   1 ms ticks  max delay  p99 delay  longest gap  first turn' +
+      (repeat > 1 ? '  least max' : ''),
   )
   for (const store of stores) {
     for (const inFlight of IN_FLIGHT) {
       const runMs = quick ? 300 : store === 'memory' ? 1000 : 2000
-      const ordered = inFlight % 2 === 0 ? packages : [...packages].reverse()
-      for (const [label, dir] of ordered) {
-        const figures = runHold(dir, store, inFlight, runMs)
+      const runs = new Map(packages.map(([label]) => [label, []]))
+      for (let round = 0; round < repeat; round++) {
+        const ordered = (inFlight + round) % 2 === 0 ? packages : [...packages].reverse()
+        for (const [label, dir] of ordered) runs.get(label).push(runHold(dir, store, inFlight, runMs))
+      }
+      for (const [label] of packages) {
+        const measured = runs.get(label)
+        const median = (field) => {
+          const sorted = measured.map((figures) => figures[field]).sort((a, b) => a - b)
+          return sorted[Math.floor(sorted.length / 2)]
+        }
+        const least = Math.min(...measured.map((figures) => figures.delayMaxMs))
         console.log(
-          `${store.padEnd(8)} ${String(inFlight).padStart(9)} ${label.padEnd(7)} ${formatNumber(figures.callsPerSecond).padStart(10)}` +
-            ` ${String(figures.ticks).padStart(12)} ${figures.delayMaxMs.toFixed(2).padStart(7)} ms ${figures.delayP99Ms.toFixed(2).padStart(7)} ms` +
-            ` ${figures.longestGapMs.toFixed(2).padStart(9)} ms ${figures.firstTurnMs.toFixed(2).padStart(8)} ms`,
+          `${store.padEnd(8)} ${String(inFlight).padStart(9)} ${label.padEnd(7)} ${formatNumber(median('callsPerSecond')).padStart(10)}` +
+            ` ${String(Math.round(median('ticks'))).padStart(12)} ${median('delayMaxMs').toFixed(2).padStart(7)} ms ${median('delayP99Ms').toFixed(2).padStart(7)} ms` +
+            ` ${median('longestGapMs').toFixed(2).padStart(9)} ms ${median('firstTurnMs').toFixed(2).padStart(8)} ms` +
+            (repeat > 1 ? ` ${least.toFixed(2).padStart(7)} ms` : ''),
         )
       }
     }
