@@ -111,10 +111,41 @@ export type AppendIfResult = AppendIfAppended | AppendIfConflicted
 /**
  * A stream handler: receives one committed batch at a time, in commit order.
  * The next batch of the same stream waits until the returned promise settles.
- * Throwing or rejecting is a handler failure: a live stream logs it and goes
- * on; a durable stream stops and keeps its cursor before that batch.
+ * Throwing or rejecting is a handler failure: a live stream goes on with the
+ * next batch; a durable stream stops, keeps its cursor before that batch, and
+ * its subscription's `stopped` resolves with `handler_failed`.
  */
 export type StreamHandler = (batch: EventRecord[]) => void | Promise<void>
+
+/**
+ * Why a stream stopped (`subscription.stopped`):
+ *
+ * - `unsubscribed`: `unsubscribe()` was called; the batches committed before
+ *   it were delivered first;
+ * - `store_closed`: the store was closed; the batches committed before
+ *   `close()` were delivered first (waiting at most 5 s for handlers);
+ * - `handler_failed`: a durable stream's handler threw or rejected on the
+ *   batch starting at `first_sequence_number`; the cursor stays before that
+ *   batch, so registering the name again redelivers it;
+ * - `read_failed`: a stopping stream could not read its last batches from
+ *   the store.
+ */
+export type StreamStop =
+  | { readonly reason: 'unsubscribed' }
+  | { readonly reason: 'store_closed' }
+  | { readonly reason: 'handler_failed'; readonly first_sequence_number: bigint; readonly message: string }
+  | { readonly reason: 'read_failed'; readonly message: string }
+
+/** A durable stream's name, as a string or (as in 0.3) as `{ name }`. */
+export type DurableStreamName = string | { readonly name: string }
+
+/** Where `FactstrPostgresStore.bootstrap` creates (when missing) and opens the database. */
+export interface PostgresBootstrapOptions {
+  /** A URL of the server, e.g. `postgres://app@localhost:5432`; its database path, if any, is replaced by `databaseName`, its query parameters are kept. */
+  serverUrl: string
+  /** The database to create when missing and then use; must match `[A-Za-z_][A-Za-z0-9_]*`. */
+  databaseName: string
+}
 
 /** The stable codes of store errors (`error.code`). */
 export declare const ErrorCode: {
@@ -155,12 +186,23 @@ export declare class FactstrSubscription {
   /** Distinct among the streams of one store. */
   readonly id: bigint
   /**
-   * Stops future deliveries (a batch already handed to the handler may still
-   * finish). Once every subscription is unsubscribed, the process can exit.
-   * For a durable stream the name becomes free once a running handler call
-   * has settled.
+   * Stops deliveries of batches committed from now on; the batches committed
+   * before the call are still delivered, then the stream stops (`stopped`
+   * resolves). Returns at once; calling it again does nothing. Once every
+   * subscription has stopped, the process can exit. A durable stream's name
+   * is free once `stopped` has resolved.
    */
   unsubscribe(): void
+  /**
+   * Resolves once the stream has stopped for good, with the reason; never
+   * rejects. A durable stream whose handler fails while live stops on its
+   * own: watch this to alert, or to register it again.
+   */
+  readonly stopped: Promise<StreamStop>
+  /** `true` until `stopped` has resolved. */
+  readonly isRunning: boolean
+  /** What `stopped` resolved with; `null` before. */
+  readonly stopReason: StreamStop | null
 }
 
 /** The operations every store offers. */
@@ -180,14 +222,23 @@ export declare abstract class FactstrStore {
    */
   appendIf(events: readonly NewEvent[], query?: EventQuery | null, expectedContextVersion?: bigint | number | null): AppendIfResult
 
-  /** `append` off the event loop. */
+  /**
+   * `append` off the event loop: on the addon's threads, and settled in
+   * slices of at most a few milliseconds per turn of the loop, so many calls
+   * in flight never hold it long. Invalid input rejects.
+   */
   appendAsync(events: readonly NewEvent[]): Promise<AppendResult>
   /** `query` off the event loop. */
   queryAsync(query?: EventQuery | null): Promise<QueryResult>
   /** `appendIf` off the event loop. */
   appendIfAsync(events: readonly NewEvent[], query?: EventQuery | null, expectedContextVersion?: bigint | number | null): Promise<AppendIfResult>
 
-  /** Delivers every batch committed from now on, one batch per handler call. */
+  /**
+   * Delivers every batch committed from now on (every batch committed after
+   * this returns), one batch per handler call. Registers before it returns:
+   * on memory and SQLite that starts the stream's thread; on PostgreSQL it
+   * also reads the log's head (one round trip).
+   */
   streamAll(handler: StreamHandler): FactstrSubscription
   /** Delivers the matching events of every batch committed from now on; batches without matches are skipped. */
   streamTo(query: EventQuery | null | undefined, handler: StreamHandler): FactstrSubscription
@@ -196,15 +247,30 @@ export declare abstract class FactstrStore {
    * continues live. Resolves once the replay has finished; rejects with
    * `FACTSTR_BACKEND_FAILURE` when a replay handler fails (the cursor stays
    * after the last handled batch), when `name` is already active, or when
-   * `name` was registered with another query. The cursor advances only after
-   * the handler's promise resolved.
+   * `name` was registered with another query, or when the store closed
+   * meanwhile. The cursor advances only after the handler's promise resolved.
+   * The registration waits off the JavaScript thread, which stays free to
+   * run the replay's handler calls.
    */
-  streamAllDurable(name: string, handler: StreamHandler): Promise<FactstrSubscription>
+  streamAllDurable(name: DurableStreamName, handler: StreamHandler): Promise<FactstrSubscription>
   /** Like `streamAllDurable`, for the events matching `query`. */
-  streamToDurable(name: string, query: EventQuery | null | undefined, handler: StreamHandler): Promise<FactstrSubscription>
+  streamToDurable(name: DurableStreamName, query: EventQuery | null | undefined, handler: StreamHandler): Promise<FactstrSubscription>
 
-  /** Stops every stream and closes the store; later calls throw `FACTSTR_BACKEND_FAILURE`. */
-  close(): void
+  /**
+   * Closes the store. From the call on, `isOpen` is `false` and new calls
+   * throw (or reject with) `FACTSTR_BACKEND_FAILURE`. Calls already running
+   * finish; every stream delivers the batches committed before the call,
+   * waiting at most 5 s for handlers still busy (the JavaScript thread stays
+   * free to run them), then stops with `store_closed`; SQLite and
+   * PostgreSQL write the durable cursors. A durable registration still
+   * replaying ends after its handler call in progress and rejects (its
+   * cursor stays after the last batch handled). The promise resolves once
+   * all that is done and never rejects; calling `close()` again returns the
+   * same promise. Awaiting it is optional: a process exits only after its
+   * stores have finished closing. A handler may call `close()` on its own
+   * store but must not await it: closing waits for that handler.
+   */
+  close(): Promise<void>
   /** Whether `close()` has not been called. */
   readonly isOpen: boolean
 }
@@ -216,12 +282,22 @@ export declare class FactstrMemoryStore extends FactstrStore {
 
 /** The embedded store on SQLite: one file, durable, the default for real use. */
 export declare class FactstrSqliteStore extends FactstrStore {
+  /** The same as `FactstrSqliteStore.open(path)` (the form 0.3 had). */
+  constructor(path: string)
   /** Opens the database at `path`, creating the file and missing folders. */
   static open(path: string): FactstrSqliteStore
 }
 
 /** The PostgreSQL store: many processes and machines sharing one log. */
 export declare class FactstrPostgresStore extends FactstrStore {
+  /** The same as `FactstrPostgresStore.connect(url)` (the form 0.3 had). */
+  constructor(url: string)
   /** Connects to the database at `url` (tables live in the schema the connection's `search_path` names). */
   static connect(url: string): FactstrPostgresStore
+  /**
+   * Creates the database `databaseName` on the server `serverUrl` when it is
+   * missing, then connects to it. A name outside `[A-Za-z_][A-Za-z0-9_]*`
+   * throws `FACTSTR_INVALID_INPUT`.
+   */
+  static bootstrap(options: PostgresBootstrapOptions): FactstrPostgresStore
 }

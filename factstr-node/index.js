@@ -1,7 +1,8 @@
 'use strict'
 // The public API of @factstr/factstr-node. See index.d.ts for documentation.
 
-const { NativeStore } = require('./binding.js').loadAddon()
+const { performance } = require('node:perf_hooks')
+const { NativeCalls, NativeStore } = require('./binding.js').loadAddon()
 
 const ErrorCode = Object.freeze({
   EmptyAppend: 'FACTSTR_EMPTY_APPEND',
@@ -50,7 +51,10 @@ function invalidInput(field, problem) {
 }
 
 function unwrap(envelope) {
-  const parsed = JSON.parse(envelope)
+  return unwrapParsed(JSON.parse(envelope))
+}
+
+function unwrapParsed(parsed) {
   if (parsed.error) throw toError(parsed.error)
   return parsed.ok
 }
@@ -129,11 +133,15 @@ function describeFailure(error) {
   }
 }
 
-function wrapHandler(handler) {
+// `refusal()`, when given, is checked before each call: a message there fails
+// the batch without calling the handler.
+function wrapHandler(handler, refusal) {
   if (typeof handler !== 'function') {
     throw invalidInput('handler', `expected a function, got ${describeType(handler)}`)
   }
   return async (batchJson) => {
+    const refused = refusal?.()
+    if (refused) return refused
     try {
       await handler(reviveRecords(JSON.parse(batchJson)))
       return null
@@ -143,48 +151,173 @@ function wrapHandler(handler) {
   }
 }
 
-function checkName(name) {
-  if (typeof name !== 'string') {
-    throw invalidInput('name', `expected a string, got ${describeType(name)}`)
-  }
-  return name
+// 0.3 took a durable stream as `{ name }`; 0.6 takes the name itself. Both work.
+function durableName(name) {
+  if (typeof name === 'string') return name
+  if (name !== null && typeof name === 'object' && typeof name.name === 'string') return name.name
+  throw invalidInput('name', `expected a string or { name: string }, got ${describeType(name)}`)
 }
 
-/** A registered stream; `unsubscribe()` stops it. */
+function checkString(field, value) {
+  if (typeof value !== 'string') throw invalidInput(field, `expected a string, got ${describeType(value)}`)
+  return value
+}
+
+// Asynchronous calls. Each gets an id and a function that settles it with
+// its result envelope; the addon does the work on its own threads and hands
+// results back in slices (see src/calls.rs). A slice is sized so that
+// settling it, with the continuations it resumes, takes about SLICE_MS; the
+// next slice is taken on the next turn of the event loop, until none is
+// left (then the addon wakes us for the next result). Thousands of
+// completions never hold the loop in one long turn, and timers and I/O run
+// between slices.
+const SLICE_MS = 3
+const waiting = new Map()
+let nextCall = 1
+let costPerCallMs = 0.02
+let sliceSize = Math.floor(SLICE_MS / costPerCallMs)
+
+// The addon's wake-up never keeps the process alive on its own; this timer
+// does, while calls are waiting (ref'd then, unref'd otherwise).
+const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
+keepAlive.unref()
+
+function expectCall(settle) {
+  const id = nextCall++
+  waiting.set(id, settle)
+  if (waiting.size === 1) keepAlive.ref()
+  return id
+}
+
+function forgetCall(id) {
+  if (waiting.delete(id) && waiting.size === 0) keepAlive.unref()
+}
+
+function settleSlice() {
+  const started = performance.now()
+  const text = calls.take(sliceSize)
+  if (text === null) return
+  const settled = JSON.parse(text)
+  for (const [id, envelope] of settled) {
+    const settle = waiting.get(id)
+    if (settle === undefined) continue
+    forgetCall(id)
+    settle(envelope)
+  }
+  setImmediate(settleSlice)
+  // Runs after the continuations the slice resumed: learn what a call costs.
+  queueMicrotask(() => {
+    const perCall = (performance.now() - started) / settled.length
+    costPerCallMs += (perCall - costPerCallMs) / 4
+    sliceSize = Math.max(16, Math.min(4096, Math.floor(SLICE_MS / costPerCallMs)))
+  })
+}
+
+const calls = new NativeCalls(settleSlice)
+
+/** A promise of call `start(id)`'s result, revived; input errors reject it. */
+function callAsync(start, revive) {
+  return new Promise((resolve, reject) => {
+    const id = expectCall((envelope) => {
+      try {
+        resolve(revive(unwrapParsed(envelope)))
+      } catch (error) {
+        reject(error)
+      }
+    })
+    try {
+      start(id)
+    } catch (error) {
+      forgetCall(id)
+      reject(error)
+    }
+  })
+}
+
+/** A promise of a stream's stop, settled by the addon once the stream is registered and stops. */
+function expectStop() {
+  let resolveStopped
+  const stopped = new Promise((resolve) => {
+    resolveStopped = resolve
+  })
+  const id = expectCall((envelope) => resolveStopped(reviveStop(envelope.ok)))
+  return { id, stopped }
+}
+
+function reviveStop(stop) {
+  if (stop.first_sequence_number !== undefined) stop.first_sequence_number = BigInt(stop.first_sequence_number)
+  return Object.freeze(stop)
+}
+
+/** A registered stream; `unsubscribe()` stops it, `stopped` says when and why it stopped. */
 class FactstrSubscription {
   #native
   #id
-  constructor(nativeStore, id) {
+  #stopped
+  #stop = null
+  constructor(nativeStore, id, stopped) {
     this.#native = nativeStore
     this.#id = id
+    this.#stopped = stopped
+    stopped.then((stop) => {
+      this.#stop = stop
+    })
   }
   /** The stream's id, distinct among the streams of one store. */
   get id() {
     return BigInt(this.#id)
   }
-  /** Stops future deliveries; calling it again does nothing. */
+  /** Stops deliveries of batches committed from now on; calling it again does nothing. */
   unsubscribe() {
     this.#native.unsubscribe(Number(this.#id))
+  }
+  /** Resolves with the reason once the stream has stopped; never rejects. */
+  get stopped() {
+    return this.#stopped
+  }
+  /** `true` until `stopped` has resolved. */
+  get isRunning() {
+    return this.#stop === null
+  }
+  /** The reason `stopped` resolved with, `null` before. */
+  get stopReason() {
+    return this.#stop
   }
 }
 
 const OPEN = Symbol('factstr.open')
 
-// What to call instead of a constructor that only the package may use
-// (0.3 had `new FactstrSqliteStore(path)` and `new FactstrPostgresStore(url)`).
-const OPENED_BY = {
-  FactstrSqliteStore: 'FactstrSqliteStore.open(path)',
-  FactstrPostgresStore: 'FactstrPostgresStore.connect(url)',
+/** A native store opened by `open(nativeStore)`, or the error it reported. */
+function openNative(open) {
+  const nativeStore = new NativeStore(calls)
+  unwrap(open(nativeStore))
+  return nativeStore
+}
+
+function bootstrapOptions(options) {
+  if (options === null || typeof options !== 'object') {
+    throw invalidInput('options', `expected { serverUrl, databaseName }, got ${describeType(options)}`)
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'serverUrl' && key !== 'databaseName') {
+      throw invalidInput(`options.${key}`, 'unknown field; expected serverUrl and databaseName')
+    }
+  }
+  return {
+    serverUrl: checkString('options.serverUrl', options.serverUrl),
+    databaseName: checkString('options.databaseName', options.databaseName),
+  }
 }
 
 class FactstrStore {
   #native
+  #closed
   constructor(token, nativeStore) {
     if (token !== OPEN) {
-      const opener =
-        OPENED_BY[new.target.name] ??
-        'new FactstrMemoryStore(), FactstrSqliteStore.open(path) or FactstrPostgresStore.connect(url)'
-      throw new FactstrInputError(`${new.target.name} has no public constructor: open a store with ${opener}`)
+      throw new FactstrInputError(
+        `${new.target.name} cannot be constructed: open a store with new FactstrMemoryStore(), ` +
+          'FactstrSqliteStore.open(path) or FactstrPostgresStore.connect(url)',
+      )
     }
     this.#native = nativeStore
   }
@@ -206,51 +339,92 @@ class FactstrStore {
     return reviveAppendIfResult(unwrap(envelope))
   }
 
-  async appendAsync(events) {
-    const json = eventsJson(events)
-    return reviveAppendResult(unwrap(await this.#native.appendAsync(json)))
+  appendAsync(events) {
+    return callAsync((id) => this.#native.appendAsync(id, eventsJson(events)), reviveAppendResult)
   }
 
-  async queryAsync(query) {
-    const envelope = await native('query', () => this.#native.queryAsync(optional(query)))
-    return reviveQueryResult(unwrap(envelope))
+  queryAsync(query) {
+    return callAsync((id) => native('query', () => this.#native.queryAsync(id, optional(query))), reviveQueryResult)
   }
 
-  async appendIfAsync(events, query, expectedContextVersion) {
-    const json = eventsJson(events)
-    const envelope = await native('query', () =>
-      this.#native.appendIfAsync(json, optional(query), optional(expectedContextVersion)),
-    )
-    return reviveAppendIfResult(unwrap(envelope))
+  appendIfAsync(events, query, expectedContextVersion) {
+    return callAsync((id) => {
+      const json = eventsJson(events)
+      native('query', () => this.#native.appendIfAsync(id, json, optional(query), optional(expectedContextVersion)))
+    }, reviveAppendIfResult)
   }
 
   streamAll(handler) {
-    const { id } = unwrap(this.#native.streamAll(wrapHandler(handler)))
-    return new FactstrSubscription(this.#native, id)
+    const wrapped = wrapHandler(handler)
+    return this.#registerLive((stopCall) => this.#native.streamAll(stopCall, wrapped))
   }
 
   streamTo(query, handler) {
     const wrapped = wrapHandler(handler)
-    const { id } = unwrap(native('query', () => this.#native.streamTo(optional(query), wrapped)))
-    return new FactstrSubscription(this.#native, id)
+    return this.#registerLive((stopCall) => native('query', () => this.#native.streamTo(stopCall, optional(query), wrapped)))
   }
 
-  async streamAllDurable(name, handler) {
-    const wrapped = wrapHandler(handler)
-    const { id } = unwrap(await this.#native.streamAllDurable(checkName(name), wrapped))
-    return new FactstrSubscription(this.#native, id)
+  streamAllDurable(name, handler) {
+    return this.#registerDurable(handler, (call, stopCall, wrapped) =>
+      this.#native.streamAllDurable(call, stopCall, durableName(name), wrapped),
+    )
   }
 
-  async streamToDurable(name, query, handler) {
-    const wrapped = wrapHandler(handler)
-    checkName(name)
-    const envelope = await native('query', () => this.#native.streamToDurable(name, optional(query), wrapped))
-    const { id } = unwrap(envelope)
-    return new FactstrSubscription(this.#native, id)
+  streamToDurable(name, query, handler) {
+    return this.#registerDurable(handler, (call, stopCall, wrapped) => {
+      const checked = durableName(name)
+      native('query', () => this.#native.streamToDurable(call, stopCall, checked, optional(query), wrapped))
+    })
+  }
+
+  #registerLive(start) {
+    const stop = expectStop()
+    try {
+      const { id } = unwrap(start(stop.id))
+      return new FactstrSubscription(this.#native, id, stop.stopped)
+    } catch (error) {
+      forgetCall(stop.id)
+      throw error
+    }
+  }
+
+  #registerDurable(handler, start) {
+    return new Promise((resolve, reject) => {
+      // Closing waits for a registration to finish its replay: once the
+      // store is closed, the replay ends after the handler call in progress
+      // (the cursor stays after the last batch handled) instead of running on.
+      let replaying = true
+      const wrapped = wrapHandler(handler, () =>
+        replaying && !this.#native.isOpen ? 'the store was closed during the replay' : null,
+      )
+      const stop = expectStop()
+      const call = expectCall((envelope) => {
+        replaying = false
+        try {
+          const { id } = unwrapParsed(envelope)
+          resolve(new FactstrSubscription(this.#native, id, stop.stopped))
+        } catch (error) {
+          forgetCall(stop.id)
+          reject(error)
+        }
+      })
+      try {
+        start(call, stop.id, wrapped)
+      } catch (error) {
+        forgetCall(call)
+        forgetCall(stop.id)
+        reject(error)
+      }
+    })
   }
 
   close() {
-    this.#native.close()
+    if (this.#closed === undefined) {
+      this.#closed = new Promise((resolve) => {
+        this.#native.close(expectCall(() => resolve()))
+      })
+    }
+    return this.#closed
   }
 
   get isOpen() {
@@ -260,27 +434,40 @@ class FactstrStore {
 
 class FactstrMemoryStore extends FactstrStore {
   constructor() {
-    const nativeStore = new NativeStore()
-    unwrap(nativeStore.openMemory())
-    super(OPEN, nativeStore)
+    super(OPEN, openNative((nativeStore) => nativeStore.openMemory()))
   }
 }
 
 class FactstrSqliteStore extends FactstrStore {
+  /** `new FactstrSqliteStore(path)` (as in 0.3) is `FactstrSqliteStore.open(path)`. */
+  constructor(path) {
+    checkString('path', path)
+    super(OPEN, openNative((nativeStore) => nativeStore.openSqlite(path)))
+  }
+
   static open(path) {
-    if (typeof path !== 'string') throw invalidInput('path', `expected a string, got ${describeType(path)}`)
-    const nativeStore = new NativeStore()
-    unwrap(nativeStore.openSqlite(path))
-    return new FactstrSqliteStore(OPEN, nativeStore)
+    return new FactstrSqliteStore(path)
   }
 }
 
 class FactstrPostgresStore extends FactstrStore {
+  /** `new FactstrPostgresStore(url)` (as in 0.3) is `FactstrPostgresStore.connect(url)`. */
+  constructor(url, bootstrapped) {
+    const nativeStore =
+      url === OPEN ? bootstrapped : openNative((opening) => opening.connectPostgres(checkString('url', url)))
+    super(OPEN, nativeStore)
+  }
+
   static connect(url) {
-    if (typeof url !== 'string') throw invalidInput('url', `expected a string, got ${describeType(url)}`)
-    const nativeStore = new NativeStore()
-    unwrap(nativeStore.connectPostgres(url))
-    return new FactstrPostgresStore(OPEN, nativeStore)
+    return new FactstrPostgresStore(url)
+  }
+
+  static bootstrap(options) {
+    const { serverUrl, databaseName } = bootstrapOptions(options)
+    return new FactstrPostgresStore(
+      OPEN,
+      openNative((nativeStore) => nativeStore.bootstrapPostgres(serverUrl, databaseName)),
+    )
   }
 }
 

@@ -13,32 +13,39 @@
 //!   `bigint`s (see `wire`). Store errors are never thrown from here; the JS
 //!   layer throws them with their stable `code`.
 //!
-//! Calls that may wait on JavaScript (durable registration, whose replay runs
-//! handlers on the JS thread) and the `*Async` variants run on the libuv
-//! thread pool as async tasks, so the event loop stays free.
+//! Nothing that can wait on JavaScript or for long runs on the JS thread:
+//! the `*Async` calls, durable registration (whose replay runs handlers on
+//! the JS thread) and closing (which waits for the streams' handlers) run on
+//! the addon's threads and settle through `calls` (see there). What stays
+//! synchronous returns at once or costs what its synchronous store call
+//! costs: `append`, `query`, `appendIf`, live registration (a thread start;
+//! on PostgreSQL one round trip) and `unsubscribe`.
 
 // `deny`, not `forbid`: the code napi-derive generates allows itself unsafe blocks.
 #![deny(unsafe_code)]
 
+mod calls;
 mod handler;
 mod stores;
 mod wire;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use factstr::{DurableStream, EventQuery, EventStore, EventStoreError, EventStream};
 use factstr_interop::{
     AppendIfResultDto, decode_event_query, decode_expected_context_version, decode_new_events_json,
 };
-use napi::bindgen_prelude::AsyncTask;
-use napi::{Env, Task};
 use napi_derive::napi;
 use serde_json::Value;
 
+pub use crate::calls::NativeCalls;
+use crate::calls::Settlements;
 use crate::handler::JsHandler;
 
 type SharedStore = Arc<dyn EventStore + Send + Sync>;
+type Streams = Arc<Mutex<HashMap<i64, EventStream>>>;
 
 /// The version of this addon, which is the crate's and the npm package's
 /// version. The JS loader compares it with its own `package.json`, so a stale
@@ -50,31 +57,32 @@ pub fn factstr_addon_version() -> &'static str {
 }
 
 /// A store opened from JavaScript, plus the streams registered through it.
+///
+/// Field order matters when it is dropped: the store closes first (its
+/// streams stop as `store_closed`, delivering what was committed before),
+/// then the stream handles go (dropping a handle first would unsubscribe it).
 struct OpenStore {
     store: SharedStore,
-    streams: Mutex<HashMap<i64, EventStream>>,
+    streams: Streams,
 }
 
 /// The native store handle behind every public store class.
 #[napi]
 pub struct NativeStore {
     open: Mutex<Option<Arc<OpenStore>>>,
-}
-
-impl Default for NativeStore {
-    fn default() -> Self {
-        Self::new()
-    }
+    settlements: Arc<Settlements>,
 }
 
 #[napi]
 impl NativeStore {
-    /// A handle with no store yet; open one with `openMemory`, `openSqlite`
-    /// or `connectPostgres`.
+    /// A handle with no store yet, settling its calls through `calls`; open
+    /// a store with `openMemory`, `openSqlite`, `connectPostgres` or
+    /// `bootstrapPostgres`.
     #[napi(constructor)]
-    pub fn new() -> Self {
+    pub fn new(calls: &NativeCalls) -> Self {
         Self {
             open: Mutex::new(None),
+            settlements: calls.settlements(),
         }
     }
 
@@ -94,6 +102,13 @@ impl NativeStore {
     #[napi]
     pub fn connect_postgres(&self, url: String) -> String {
         self.install(stores::connect_postgres(&url))
+    }
+
+    /// Creates the database `database_name` on the server at `server_url`
+    /// when missing, then connects to it.
+    #[napi]
+    pub fn bootstrap_postgres(&self, server_url: String, database_name: String) -> String {
+        self.install(stores::bootstrap_postgres(server_url, database_name))
     }
 
     /// Appends a batch given as JSON text.
@@ -120,75 +135,86 @@ impl NativeStore {
         run_append_if(self.store(), &events_json, query, expected)
     }
 
-    /// `append` on the thread pool; resolves with the envelope.
-    #[napi(ts_return_type = "Promise<string>")]
-    pub fn append_async(&self, events_json: String) -> AsyncTask<StoreTask> {
+    /// `append` on the addon's threads; settles call `call`.
+    #[napi]
+    pub fn append_async(&self, call: i64, events_json: String) {
         let store = self.store();
-        StoreTask::new(move || run_append(store, &events_json))
+        calls::submit(&self.settlements, call, move || {
+            run_append(store, &events_json)
+        });
     }
 
-    /// `query` on the thread pool; resolves with the envelope.
-    #[napi(ts_return_type = "Promise<string>")]
-    pub fn query_async(&self, query: Option<Value>) -> AsyncTask<StoreTask> {
+    /// `query` on the addon's threads; settles call `call`.
+    #[napi]
+    pub fn query_async(&self, call: i64, query: Option<Value>) {
         let store = self.store();
-        StoreTask::new(move || run_query(store, query))
+        calls::submit(&self.settlements, call, move || run_query(store, query));
     }
 
-    /// `appendIf` on the thread pool; resolves with the envelope.
-    #[napi(ts_return_type = "Promise<string>")]
+    /// `appendIf` on the addon's threads; settles call `call`.
+    #[napi]
     pub fn append_if_async(
         &self,
+        call: i64,
         events_json: String,
         query: Option<Value>,
         expected: Option<Value>,
-    ) -> AsyncTask<StoreTask> {
+    ) {
         let store = self.store();
-        StoreTask::new(move || run_append_if(store, &events_json, query, expected))
+        calls::submit(&self.settlements, call, move || {
+            run_append_if(store, &events_json, query, expected)
+        });
     }
 
     /// Registers a live stream of every committed batch; the envelope holds
-    /// the stream id.
+    /// the stream id. Once registered, the stream settles `stop_call` with
+    /// its stop reason when it stops.
     #[napi]
-    pub fn stream_all(&self, handler: JsHandler) -> String {
+    pub fn stream_all(&self, stop_call: i64, handler: JsHandler) -> String {
         let open = self.open_store();
-        register(open, move |store| {
+        register(open, &self.settlements, stop_call, move |store| {
             store.stream_all(handler::handle_stream(handler))
         })
     }
 
     /// Registers a live stream of the events matching `query`.
     #[napi]
-    pub fn stream_to(&self, query: Option<Value>, handler: JsHandler) -> String {
+    pub fn stream_to(&self, stop_call: i64, query: Option<Value>, handler: JsHandler) -> String {
         let open = self.open_store();
-        register(open, move |store| {
+        register(open, &self.settlements, stop_call, move |store| {
             let query = decode_query(query)?;
             store.stream_to(&query, handler::handle_stream(handler))
         })
     }
 
-    /// Registers a durable stream; resolves once its replay has finished.
-    #[napi(ts_return_type = "Promise<string>")]
-    pub fn stream_all_durable(&self, name: String, handler: JsHandler) -> AsyncTask<StoreTask> {
+    /// Registers a durable stream on a thread of its own; settles `call`
+    /// once its replay has finished (with the stream id) or failed.
+    #[napi]
+    pub fn stream_all_durable(&self, call: i64, stop_call: i64, name: String, handler: JsHandler) {
         let open = self.open_store();
-        StoreTask::new(move || {
-            register(open, move |store| {
+        let settlements = Arc::clone(&self.settlements);
+        calls::spawn(&self.settlements, call, "factstr-register", move || {
+            register(open, &settlements, stop_call, move |store| {
                 store.stream_all_durable(&DurableStream::new(name), handler::handle_stream(handler))
             })
-        })
+        });
     }
 
-    /// Registers a durable stream of the events matching `query`; resolves
-    /// once its replay has finished.
-    #[napi(ts_return_type = "Promise<string>")]
+    /// Registers a durable stream of the events matching `query`, like
+    /// `streamAllDurable`.
+    #[napi]
     pub fn stream_to_durable(
         &self,
+        call: i64,
+        stop_call: i64,
         name: String,
         query: Option<Value>,
         handler: JsHandler,
-    ) -> AsyncTask<StoreTask> {
+    ) {
         let open = self.open_store();
-        StoreTask::new(move || {
-            register(open, move |store| {
+        let settlements = Arc::clone(&self.settlements);
+        calls::spawn(&self.settlements, call, "factstr-register", move || {
+            register(open, &settlements, stop_call, move |store| {
                 let query = decode_query(query)?;
                 store.stream_to_durable(
                     &DurableStream::new(name),
@@ -196,10 +222,11 @@ impl NativeStore {
                     handler::handle_stream(handler),
                 )
             })
-        })
+        });
     }
 
-    /// Stops the stream `id`; unknown ids are ignored.
+    /// Stops the stream `id` (it still delivers the batches committed before);
+    /// returns at once. Unknown ids are ignored.
     #[napi]
     pub fn unsubscribe(&self, id: i64) {
         let stream = self
@@ -210,16 +237,18 @@ impl NativeStore {
         }
     }
 
-    /// Stops every stream and closes the store. Calls after it fail with a
-    /// `FACTSTR_BACKEND_FAILURE`; calls already running finish first.
+    /// Closes the store: calls after it fail with a `FACTSTR_BACKEND_FAILURE`
+    /// at once; calls already running finish first, the streams deliver what
+    /// was committed before (waiting at most 5 s for their handlers), and
+    /// then `call` settles. The waiting happens on a thread of its own.
     #[napi]
-    pub fn close(&self) {
-        let closed = lock(&self.open).take();
-        if let Some(open) = closed {
-            let streams: Vec<EventStream> = lock(&open.streams).drain().map(|(_, s)| s).collect();
-            for stream in streams {
-                stream.unsubscribe();
-            }
+    pub fn close(&self, call: i64) {
+        match lock(&self.open).take() {
+            Some(open) => calls::spawn(&self.settlements, call, "factstr-close", move || {
+                close_store(open);
+                wire::ok_unit()
+            }),
+            None => self.settlements.settle(call, wire::ok_unit()),
         }
     }
 
@@ -230,13 +259,26 @@ impl NativeStore {
     }
 }
 
+impl Drop for NativeStore {
+    /// A store whose JS object was collected without `close()` closes in the
+    /// background: its streams' handlers need the JS thread this runs on.
+    fn drop(&mut self) {
+        if let Some(open) = lock(&self.open).take() {
+            let spawned = std::thread::Builder::new()
+                .name("factstr-close".to_owned())
+                .spawn(move || close_store(open));
+            drop(spawned);
+        }
+    }
+}
+
 impl NativeStore {
     fn install(&self, opened: Result<SharedStore, EventStoreError>) -> String {
         match opened {
             Ok(store) => {
                 let previous = lock(&self.open).replace(Arc::new(OpenStore {
                     store,
-                    streams: Mutex::new(HashMap::new()),
+                    streams: Arc::default(),
                 }));
                 drop(previous);
                 wire::ok_unit()
@@ -252,6 +294,19 @@ impl NativeStore {
     fn store(&self) -> Option<SharedStore> {
         self.open_store().map(|open| Arc::clone(&open.store))
     }
+}
+
+/// Waits until the calls and registrations still using the store have
+/// finished, then drops it here, so its close (which waits up to 5 s for
+/// streams) runs on this thread and not on a pool thread or the JS thread.
+fn close_store(open: Arc<OpenStore>) {
+    let mut pause = Duration::from_millis(1);
+    // Nothing can take a new reference: the NativeStore gave up its own.
+    while Arc::strong_count(&open) > 1 || Arc::strong_count(&open.store) > 1 {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    drop(open);
 }
 
 fn closed() -> EventStoreError {
@@ -298,15 +353,38 @@ fn run_append_if(
     }
 }
 
+/// Registers a stream, keeps its handle under its id, and has it settle
+/// `stop_call` with its stop reason when it stops (also dropping the handle).
 fn register(
     open: Option<Arc<OpenStore>>,
+    settlements: &Arc<Settlements>,
+    stop_call: i64,
     start: impl FnOnce(&dyn EventStore) -> Result<EventStream, EventStoreError>,
 ) -> String {
     let outcome = open.ok_or_else(closed).and_then(|open| {
         let stream = start(open.store.as_ref())?;
         let id = i64::try_from(stream.id())
             .map_err(|_| EventStoreError::backend("stream id out of range"))?;
-        lock(&open.streams).insert(id, stream);
+        let streams: Weak<Mutex<HashMap<i64, EventStream>>> = Arc::downgrade(&open.streams);
+        let settlements = Arc::clone(settlements);
+        stream.on_stop(move |reason| {
+            settlements.settle(stop_call, wire::stopped(reason));
+            let handle = streams
+                .upgrade()
+                .and_then(|streams| lock(&streams).remove(&id));
+            drop(handle);
+        });
+        // A stream that stopped before it was kept here (its callback found
+        // nothing to remove) is not kept.
+        let stopped = {
+            let mut streams = lock(&open.streams);
+            streams.insert(id, stream);
+            match streams.get(&id) {
+                Some(stream) if !stream.is_running() => streams.remove(&id),
+                _ => None,
+            }
+        };
+        drop(stopped);
         Ok(id)
     });
     match outcome {
@@ -325,33 +403,4 @@ fn decode_query(query: Option<Value>) -> Result<EventQuery, EventStoreError> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A store call run on the libuv thread pool; resolves with its envelope.
-pub struct StoreTask {
-    work: Option<Box<dyn FnOnce() -> String + Send>>,
-}
-
-impl StoreTask {
-    fn new(work: impl FnOnce() -> String + Send + 'static) -> AsyncTask<StoreTask> {
-        AsyncTask::new(Self {
-            work: Some(Box::new(work)),
-        })
-    }
-}
-
-impl Task for StoreTask {
-    type Output = String;
-    type JsValue = String;
-
-    fn compute(&mut self) -> napi::Result<String> {
-        Ok(match self.work.take() {
-            Some(work) => work(),
-            None => wire::error(&EventStoreError::backend("task ran twice")),
-        })
-    }
-
-    fn resolve(&mut self, _env: Env, output: String) -> napi::Result<String> {
-        Ok(output)
-    }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use factstr::EventStoreError;
-use factstr_postgres::PostgresStore;
+use factstr_postgres::{PostgresBootstrapOptions, PostgresStore};
 use factstr_sqlite::SqliteStore;
 
 use crate::SharedStore;
@@ -14,4 +14,16 @@ pub(crate) fn open_sqlite(path: &str) -> Result<SharedStore, EventStoreError> {
 
 pub(crate) fn connect_postgres(url: &str) -> Result<SharedStore, EventStoreError> {
     Ok(Arc::new(PostgresStore::connect(url)?))
+}
+
+pub(crate) fn bootstrap_postgres(
+    server_url: String,
+    database_name: String,
+) -> Result<SharedStore, EventStoreError> {
+    Ok(Arc::new(PostgresStore::bootstrap(
+        PostgresBootstrapOptions {
+            server_url,
+            database_name,
+        },
+    )?))
 }

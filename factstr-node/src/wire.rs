@@ -3,7 +3,7 @@
 //! strings so that JS can turn them into exact `bigint`s; payloads are plain
 //! JSON, so they arrive in JS exactly as `JSON.parse` would give them.
 
-use factstr::{AppendResult, EventRecord, EventStoreError, QueryResult};
+use factstr::{AppendResult, EventRecord, EventStoreError, QueryResult, StreamStopReason};
 use factstr_interop::{AppendIfResultDto, EventStoreErrorDto, format_occurred_at};
 use serde_json::Value;
 
@@ -54,6 +54,36 @@ pub(crate) fn ok_query(result: &QueryResult) -> String {
     push_optional_number(&mut out, result.last_returned_sequence_number);
     out.push_str(r#","current_context_version":"#);
     push_optional_number(&mut out, result.current_context_version);
+    out.push_str("}}");
+    out
+}
+
+/// Why a stream stopped: `{"ok":{"reason":...}}` with `first_sequence_number`
+/// and `message` where the reason has them.
+pub(crate) fn stopped(reason: &StreamStopReason) -> String {
+    let mut out = String::from(r#"{"ok":{"reason":"#);
+    match reason {
+        StreamStopReason::Unsubscribed => out.push_str(r#""unsubscribed""#),
+        StreamStopReason::StoreClosed => out.push_str(r#""store_closed""#),
+        StreamStopReason::HandlerFailed {
+            first_sequence_number,
+            message,
+        } => {
+            out.push_str(r#""handler_failed","first_sequence_number":"#);
+            push_number(&mut out, *first_sequence_number);
+            out.push_str(r#","message":"#);
+            push_json(&mut out, &Value::String(message.clone()));
+        }
+        StreamStopReason::ReadFailed { message } => {
+            out.push_str(r#""read_failed","message":"#);
+            push_json(&mut out, &Value::String(message.clone()));
+        }
+        // A reason added to the core after this addon: its text still tells why.
+        other => {
+            out.push_str(r#""other","message":"#);
+            push_json(&mut out, &Value::String(other.to_string()));
+        }
+    }
     out.push_str("}}");
     out
 }
@@ -170,5 +200,28 @@ mod tests {
             "FACTSTR_CONDITIONAL_APPEND_CONFLICT"
         );
         assert_eq!(parsed["error"]["actual_context_version"], "3");
+    }
+
+    #[test]
+    fn stop_reasons_are_json_with_their_details() {
+        let failed = StreamStopReason::HandlerFailed {
+            first_sequence_number: 7,
+            message: "no \"disk\"".into(),
+        };
+        let parsed: Value = serde_json::from_str(&stopped(&failed)).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"ok": {"reason": "handler_failed", "first_sequence_number": "7", "message": "no \"disk\""}})
+        );
+        let parsed: Value = serde_json::from_str(&stopped(&StreamStopReason::StoreClosed)).unwrap();
+        assert_eq!(parsed, json!({"ok": {"reason": "store_closed"}}));
+        let read = StreamStopReason::ReadFailed {
+            message: "gone".into(),
+        };
+        let parsed: Value = serde_json::from_str(&stopped(&read)).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"ok": {"reason": "read_failed", "message": "gone"}})
+        );
     }
 }

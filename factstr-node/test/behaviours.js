@@ -361,11 +361,170 @@ function describeStore(name, openStore) {
       await store.streamAllDurable('closing', async () => {})
       store.append(events('a', 1))
       await live.untilSequence(1)
-      store.close()
-      store.close()
+      const closing = store.close()
+      assert.equal(store.close(), closing, 'closing twice gives the same promise')
       assert.equal(store.isOpen, false)
       assert.throws(() => store.append(events('a', 1)), (error) => error.code === ErrorCode.BackendFailure && /closed/.test(error.message))
       await assert.rejects(store.queryAsync(), (error) => error.code === ErrorCode.BackendFailure)
+      assert.equal(await closing, undefined)
+    })
+
+    it('close() delivers the batches committed before it to a handler still running, then resolves', async () => {
+      const store = openStore()
+      const handled = []
+      let running = 0
+      const slow = store.streamAll(async (batch) => {
+        running++
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        handled.push(Number(batch[0].sequence_number))
+        running--
+      })
+      const durableHandled = []
+      const durable = await store.streamAllDurable('closing-slowly', async (batch) => {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        durableHandled.push(Number(batch[0].sequence_number))
+      })
+      for (let n = 0; n < 3; n++) store.append(events('a', 1))
+      while (running === 0) await new Promise((resolve) => setTimeout(resolve, 1))
+      await store.close()
+      assert.deepEqual(handled, [1, 2, 3])
+      assert.deepEqual(durableHandled, [1, 2, 3])
+      assert.deepEqual(await slow.stopped, { reason: 'store_closed' })
+      assert.deepEqual(await durable.stopped, { reason: 'store_closed' })
+      assert.equal(slow.isRunning, false)
+    })
+
+    it('a store closed while calls are in flight settles every promise', async () => {
+      const store = openStore()
+      store.append(events('a', 20))
+      const replaying = store.streamAllDurable('in-flight', async () => {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+      })
+      const live = store.streamAll(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+      })
+      const inFlight = [replaying]
+      for (let n = 0; n < 50; n++) {
+        inFlight.push(store.appendAsync(events('b', 1)))
+        inFlight.push(store.queryAsync({ filters: [{ event_types: ['a'] }] }))
+        inFlight.push(store.appendIfAsync(events('c', 1), { filters: [{ event_types: ['c'] }] }, null))
+      }
+      const closed = store.close()
+      inFlight.push(store.appendAsync(events('late', 1)), store.streamAllDurable('too-late', async () => {}))
+      const outcomes = await Promise.allSettled(inFlight)
+      for (const outcome of outcomes) {
+        if (outcome.status === 'rejected') {
+          assert.ok(outcome.reason instanceof FactstrError, `rejected with ${outcome.reason}`)
+          assert.ok(Object.values(ErrorCode).includes(outcome.reason.code))
+        }
+      }
+      assert.equal(outcomes.at(-2).reason.code, ErrorCode.BackendFailure)
+      assert.equal(outcomes.at(-1).reason.code, ErrorCode.BackendFailure)
+      await closed
+      const stops = [await live.stopped]
+      if (outcomes[0].status === 'fulfilled') stops.push(await outcomes[0].value.stopped)
+      for (const stop of stops) assert.equal(stop.reason, 'store_closed')
+    })
+  })
+
+  describe(`${name}: closing during a replay`, () => {
+    it('close() ends a durable replay after the handler call in progress; the registration rejects', async () => {
+      const store = openStore()
+      for (let n = 0; n < 200; n++) store.append(events('a', 1))
+      const handled = []
+      const replaying = store.streamAllDurable('long-replay', async (batch) => {
+        handled.push(Number(batch[0].sequence_number))
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      })
+      while (handled.length < 3) await new Promise((resolve) => setTimeout(resolve, 1))
+      const closed = store.close()
+      await assert.rejects(
+        replaying,
+        (error) => error instanceof FactstrError && error.code === ErrorCode.BackendFailure && /closed during the replay/.test(error.message),
+      )
+      await closed
+      assert.ok(handled.length < 200, `the replay ran on to ${handled.length}`)
+      assert.deepEqual(handled, Array.from({ length: handled.length }, (_, n) => n + 1))
+    })
+  })
+
+  describe(`${name}: knowing when a stream stops`, () => {
+    it('stopped resolves with unsubscribed after the batches committed before unsubscribe', async () => {
+      const store = openStore()
+      const live = recorder()
+      const subscription = store.streamAll(async (batch) => {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        await live.handler(batch)
+      })
+      assert.equal(subscription.isRunning, true)
+      assert.equal(subscription.stopReason, null)
+      store.append(events('a', 1))
+      store.append(events('a', 1))
+      subscription.unsubscribe()
+      store.append(events('a', 1))
+      assert.deepEqual(await subscription.stopped, { reason: 'unsubscribed' })
+      assert.deepEqual(shapes(live.batches), [[1], [2]])
+      assert.equal(subscription.isRunning, false)
+      assert.deepEqual(subscription.stopReason, { reason: 'unsubscribed' })
+      await store.close()
+    })
+
+    it('a durable stream whose handler fails while live stops, and stopped says where', async () => {
+      const store = openStore()
+      store.append(events('a', 1))
+      const handled = []
+      const subscription = await store.streamAllDurable({ name: 'fails-live' }, async (batch) => {
+        const first = Number(batch[0].sequence_number)
+        if (first === 3) throw new Error('cannot project 3')
+        handled.push(first)
+      })
+      store.append(events('a', 1))
+      store.append(events('a', 2))
+      store.append(events('a', 1))
+      const stop = await subscription.stopped
+      assert.equal(stop.reason, 'handler_failed')
+      assert.equal(stop.first_sequence_number, 3n)
+      assert.match(stop.message, /cannot project 3/)
+      assert.deepEqual(handled, [1, 2])
+      assert.equal(subscription.isRunning, false)
+
+      // The cursor stayed before the failed batch: registering again redelivers it.
+      const again = recorder()
+      const resumed = await store.streamAllDurable('fails-live', again.handler)
+      assert.deepEqual(shapes(again.batches), [[3, 4], [5]])
+      resumed.unsubscribe()
+      await store.close()
+    })
+
+    it('a durable handler that rejects with a non-Error stops the stream too', async () => {
+      const store = openStore()
+      const subscription = await store.streamToDurable({ name: 'rejects' }, { filters: [{ event_types: ['a'] }] }, () =>
+        Promise.reject('not an Error'),
+      )
+      store.append(events('a', 1))
+      const stop = await subscription.stopped
+      assert.equal(stop.reason, 'handler_failed')
+      assert.equal(stop.first_sequence_number, 1n)
+      assert.match(stop.message, /not an Error/)
+      await store.close()
+    })
+
+    it('a live stream stays subscribed after its handler fails', async () => {
+      const store = openStore()
+      const seen = []
+      const subscription = store.streamAll(async (batch) => {
+        seen.push(Number(batch[0].sequence_number))
+        throw new Error('always fails')
+      })
+      store.append(events('a', 1))
+      store.append(events('a', 1))
+      const deadline = Date.now() + PATIENCE_MS
+      while (seen.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+      assert.deepEqual(seen, [1, 2])
+      assert.equal(subscription.isRunning, true)
+      subscription.unsubscribe()
+      assert.equal((await subscription.stopped).reason, 'unsubscribed')
+      await store.close()
     })
   })
 }

@@ -13,11 +13,12 @@ import {
   FactstrMemoryStore,
   FactstrPostgresStore,
   FactstrSqliteStore,
-  type FactstrStore,
+  FactstrStore,
   type FactstrSubscription,
   type JsonValue,
   type NewEvent,
   type QueryResult,
+  type StreamStop,
 } from '..'
 
 interface Deposited {
@@ -65,8 +66,29 @@ function payloadsOfEveryType(store: FactstrStore): void {
 function refusedAtCompileTime(store: FactstrStore): void {
   // @ts-expect-error an unknown field is a type error here and FACTSTR_INVALID_INPUT at run time
   store.query({ filters: [{ eventTypes: ['money-deposited'] }] })
-  // @ts-expect-error 0.3's constructor: open stores with FactstrSqliteStore.open(path)
-  void new FactstrSqliteStore('/tmp/consumer.db')
+  // @ts-expect-error the abstract base cannot be constructed
+  void new FactstrStore()
+  // @ts-expect-error bootstrap takes camelCase options, as in 0.3
+  void FactstrPostgresStore.bootstrap({ server_url: 'postgres://localhost', database_name: 'app' })
+}
+
+async function watchStops(subscription: FactstrSubscription): Promise<string> {
+  const running: boolean = subscription.isRunning
+  const known: StreamStop | null = subscription.stopReason
+  void [running, known]
+  const stop: StreamStop = await subscription.stopped
+  switch (stop.reason) {
+    case 'handler_failed': {
+      const failedAt: bigint = stop.first_sequence_number
+      return `${stop.message} at ${failedAt}`
+    }
+    case 'read_failed':
+      return stop.message
+    case 'unsubscribed':
+    case 'store_closed':
+      // @ts-expect-error only failures carry a message
+      return stop.message
+  }
 }
 
 function balanceOf(records: EventRecord[]): number {
@@ -112,7 +134,14 @@ async function main(): Promise<void> {
   const memory = new FactstrMemoryStore()
   const sqlite: FactstrSqliteStore = FactstrSqliteStore.open('/tmp/consumer.db')
   const postgres: FactstrPostgresStore = FactstrPostgresStore.connect('postgres://localhost/app')
-  const stores: FactstrStore[] = [memory, sqlite, postgres]
+  // The constructors and bootstrap of 0.3.
+  const constructedSqlite: FactstrSqliteStore = new FactstrSqliteStore('/tmp/consumer.db')
+  const constructedPostgres: FactstrPostgresStore = new FactstrPostgresStore('postgres://localhost/app')
+  const bootstrapped: FactstrPostgresStore = FactstrPostgresStore.bootstrap({
+    serverUrl: 'postgres://localhost',
+    databaseName: 'app',
+  })
+  const stores: FactstrStore[] = [memory, sqlite, postgres, constructedSqlite, constructedPostgres, bootstrapped]
 
   const committed = memory.append([deposit('a1', 10)])
   const first: bigint = committed.first_sequence_number
@@ -138,7 +167,8 @@ async function main(): Promise<void> {
     void batch.length
   })
   const durable: FactstrSubscription = await memory.streamAllDurable('balances', async () => {})
-  const durableFiltered = await memory.streamToDurable('a1', { filters: [{ event_types: ['money-deposited'] }] }, () => {})
+  const durableFiltered = await memory.streamToDurable({ name: 'a1' }, { filters: [{ event_types: ['money-deposited'] }] }, () => {})
+  void watchStops(durable)
   const id: bigint = durable.id
   void id
 
@@ -161,7 +191,9 @@ async function main(): Promise<void> {
 
   await withdraw(memory, 'a1', 5)
   for (const subscription of [live, filtered, durable, durableFiltered]) subscription.unsubscribe()
-  for (const store of stores) store.close()
+  const closed: Promise<void> = memory.close()
+  await closed
+  await Promise.all(stores.map((store) => store.close()))
   void [all, after, alsoAfter]
 }
 

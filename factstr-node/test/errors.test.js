@@ -31,16 +31,14 @@ it('invalid input is a FactstrInputError: a TypeError with the code FACTSTR_INVA
   store.close()
 })
 
-it('the constructors of 0.3 name the function that opens the store instead', () => {
-  const { FactstrPostgresStore, FactstrSqliteStore } = require('..')
+it('FactstrStore is abstract: constructing it names the ways to open a store', () => {
+  const { FactstrStore } = require('..')
   assert.throws(
-    () => new FactstrSqliteStore('data/app.db'),
+    () => new FactstrStore(),
     (error) =>
       error instanceof FactstrInputError &&
-      error.message === 'FactstrSqliteStore has no public constructor: open a store with FactstrSqliteStore.open(path)',
-  )
-  assert.throws(
-    () => new FactstrPostgresStore('postgres://localhost/app'),
-    (error) => error instanceof FactstrInputError && /FactstrPostgresStore\.connect\(url\)/.test(error.message),
+      error.message ===
+        'FactstrStore cannot be constructed: open a store with new FactstrMemoryStore(), ' +
+          'FactstrSqliteStore.open(path) or FactstrPostgresStore.connect(url)',
   )
 })
