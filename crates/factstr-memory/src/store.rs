@@ -10,6 +10,7 @@ use factstr::{
     EventStream, HandleStream, NewEvent, QueryResult, StoreFuture,
 };
 
+use crate::index::TermHasher;
 use crate::log::{LogState, PreparedBatch};
 
 /// The in-memory event store: the semantic reference for every other store.
@@ -32,6 +33,9 @@ pub struct MemoryStore {
 
 struct SharedLog {
     state: RwLock<LogState>,
+    /// The index's term hasher, to hash an append's terms before it takes
+    /// the lock.
+    term_hasher: TermHasher,
     dispatcher: StreamDispatcher,
     durable_streams: Mutex<HashMap<String, DurableStreamState>>,
 }
@@ -39,9 +43,11 @@ struct SharedLog {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
+        let state = LogState::default();
         Self {
             shared: Arc::new(SharedLog {
-                state: RwLock::new(LogState::default()),
+                term_hasher: state.term_hasher(),
+                state: RwLock::new(state),
                 dispatcher: StreamDispatcher::new(0),
                 durable_streams: Mutex::new(HashMap::new()),
             }),
@@ -95,7 +101,7 @@ impl EventStore for MemoryStore {
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
         validation::validate_new_events(&new_events)?;
-        let batch = PreparedBatch::new(new_events);
+        let batch = PreparedBatch::new(new_events, &self.shared.term_hasher);
         let mut state = self.shared.write();
         self.shared.commit(&mut state, batch)
     }
@@ -112,7 +118,7 @@ impl EventStore for MemoryStore {
             expected_context_version,
         )?;
         let condition = Condition::new(context_query, expected_context_version);
-        let batch = PreparedBatch::new(new_events);
+        let batch = PreparedBatch::new(new_events, &self.shared.term_hasher);
         let mut state = self.shared.write();
         condition.check(state.context_version(&condition.query))?;
         self.shared.commit(&mut state, batch)
