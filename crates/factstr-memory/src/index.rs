@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use factstr::backend::payload_terms::for_each_term;
-use factstr::{EventFilter, EventQuery};
+use factstr::{EventFilter, EventQuery, EventRecord};
 use serde_json::Value;
 
 /// An interned event type: its position in [`Index::by_type`].
@@ -39,26 +39,10 @@ impl Default for TermHasher {
 }
 
 impl TermHasher {
-    /// Appends the term hashes of `payload`, preceded by their count;
-    /// `buffer` is scratch space for the terms.
-    pub(crate) fn push_counted(
-        &self,
-        payload: &Value,
-        buffer: &mut Vec<u8>,
-        hashes: &mut Vec<u64>,
-    ) {
-        let count_at = hashes.len();
-        hashes.push(0);
-        for_each_term(payload, buffer, |term| hashes.push(self.hash(term)));
-        hashes[count_at] = (hashes.len() - count_at - 1) as u64;
-    }
-
-    fn hashes(&self, predicate: &Value) -> Vec<u64> {
-        let mut hashes = Vec::new();
-        for_each_term(predicate, &mut Vec::new(), |term| {
-            hashes.push(self.hash(term))
-        });
-        hashes
+    /// Calls `each` with the hash of every term of `value` (repeats
+    /// included); `buffer` is scratch space for the terms.
+    fn for_each_hash(&self, value: &Value, buffer: &mut Vec<u8>, mut each: impl FnMut(u64)) {
+        for_each_term(value, buffer, |term| each(self.hash(term)));
     }
 
     fn hash(&self, term: &[u8]) -> u64 {
@@ -182,9 +166,12 @@ impl TermPostings {
 pub(crate) struct Index {
     term_hasher: TermHasher,
     type_numbers: HashMap<String, TypeNumber>,
+    type_names: Vec<String>,
     /// Postings per event type, by type number.
     by_type: Vec<Vec<u64>>,
     by_term: HashMap<u64, TermPostings, BuildHasherDefault<AlreadyHashed>>,
+    /// Scratch space for building terms.
+    term_buffer: Vec<u8>,
 }
 
 /// The events a query may match: every event, or those in the union of these
@@ -195,51 +182,56 @@ pub(crate) enum Candidates<'a> {
 }
 
 impl Index {
-    pub(crate) fn term_hasher(&self) -> &TermHasher {
-        &self.term_hasher
-    }
-
-    /// Indexes the events of one committed batch: their types, with their
-    /// term hashes as [`TermHasher::push_counted`] laid them out.
-    pub(crate) fn add<'a>(
-        &mut self,
-        first_sequence_number: u64,
-        event_types: impl Iterator<Item = &'a str>,
-        counted_hashes: &[u64],
-    ) {
-        let mut rest = counted_hashes;
-        let mut previous: Option<(&str, TypeNumber)> = None;
-        for (event_type, sequence_number) in event_types.zip(first_sequence_number..) {
+    /// Indexes the next records of the log, in sequence order.
+    pub(crate) fn add<'a>(&mut self, records: impl IntoIterator<Item = &'a EventRecord>) {
+        let Self {
+            term_hasher,
+            by_term,
+            term_buffer,
+            ..
+        } = self;
+        let mut previous: Option<TypeNumber> = None;
+        for record in records {
             let type_number = match previous {
-                Some((name, number)) if name == event_type => number,
-                _ => self.type_number(event_type),
+                Some(number) if self.type_names[number as usize] == record.event_type => number,
+                _ => {
+                    let number = Self::type_number(
+                        &mut self.type_numbers,
+                        &mut self.type_names,
+                        &mut self.by_type,
+                        &record.event_type,
+                    );
+                    previous = Some(number);
+                    number
+                }
             };
-            previous = Some((event_type, type_number));
+            let sequence_number = record.sequence_number;
             self.by_type[type_number as usize].push(sequence_number);
-            let Some((&count, after)) = rest.split_first() else {
-                continue;
-            };
-            let (hashes, after) = after.split_at((count as usize).min(after.len()));
-            rest = after;
-            for &hash in hashes {
-                self.by_term
+            term_hasher.for_each_hash(&record.payload, term_buffer, |hash| {
+                by_term
                     .entry(hash)
                     .and_modify(|postings| postings.push(type_number, sequence_number))
                     .or_insert(TermPostings::OneType(
                         type_number,
                         Postings::One([sequence_number]),
                     ));
-            }
+            });
         }
     }
 
-    fn type_number(&mut self, event_type: &str) -> TypeNumber {
-        if let Some(&number) = self.type_numbers.get(event_type) {
+    fn type_number(
+        type_numbers: &mut HashMap<String, TypeNumber>,
+        type_names: &mut Vec<String>,
+        by_type: &mut Vec<Vec<u64>>,
+        event_type: &str,
+    ) -> TypeNumber {
+        if let Some(&number) = type_numbers.get(event_type) {
             return number;
         }
-        let number = self.by_type.len() as TypeNumber;
-        self.type_numbers.insert(event_type.to_owned(), number);
-        self.by_type.push(Vec::new());
+        let number = by_type.len() as TypeNumber;
+        type_numbers.insert(event_type.to_owned(), number);
+        type_names.push(event_type.to_owned());
+        by_type.push(Vec::new());
         number
     }
 
@@ -284,9 +276,12 @@ impl Index {
             // Every term of a matching predicate is a term of the payload, so
             // the rarest term's postings hold every match (none if a term is
             // held by no event of these types).
-            let rarest = self
-                .term_hasher
-                .hashes(predicate)
+            let mut hashes = Vec::with_capacity(8);
+            self.term_hasher
+                .for_each_hash(predicate, &mut Vec::with_capacity(64), |hash| {
+                    hashes.push(hash);
+                });
+            let rarest = hashes
                 .into_iter()
                 .map(|hash| {
                     let postings = self.by_term.get(&hash);
@@ -346,6 +341,13 @@ pub(crate) fn merged_after<'a>(
 /// holds, walking each list from its end and only as far as it can still
 /// beat the best found.
 pub(crate) fn newest_listed(lists: &[&[u64]], mut matches: impl FnMut(u64) -> bool) -> Option<u64> {
+    if let [list] = lists {
+        return list
+            .iter()
+            .rev()
+            .copied()
+            .find(|&sequence| matches(sequence));
+    }
     let mut ordered: Vec<&[u64]> = lists.to_vec();
     ordered.sort_unstable_by_key(|list| std::cmp::Reverse(list.last().copied()));
     let mut best: Option<u64> = None;

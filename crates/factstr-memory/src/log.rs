@@ -3,32 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use factstr::backend::sequence::next_range;
-use factstr::backend::{BatchReadRequest, CommittedBatchPage, commit_timestamp, committed_batch};
+use factstr::backend::{BatchReadRequest, CommittedBatchPage, commit_timestamp, committed_records};
 use factstr::{AppendResult, EventQuery, EventRecord, EventStoreError, NewEvent, QueryResult};
 
-use crate::index::{Candidates, Index, TermHasher, merged_after, newest_listed};
-
-/// A batch about to be committed, with its index terms computed outside the
-/// write lock.
-pub(crate) struct PreparedBatch {
-    events: Vec<NewEvent>,
-    /// Per event, the number of its term hashes, then the hashes.
-    counted_term_hashes: Vec<u64>,
-}
-
-impl PreparedBatch {
-    pub(crate) fn new(events: Vec<NewEvent>, term_hasher: &TermHasher) -> Self {
-        let mut counted_term_hashes = Vec::with_capacity(events.len() * 4);
-        let mut buffer = Vec::with_capacity(128);
-        for event in &events {
-            term_hasher.push_counted(&event.payload, &mut buffer, &mut counted_term_hashes);
-        }
-        Self {
-            events,
-            counted_term_hashes,
-        }
-    }
-}
+use crate::index::{Candidates, Index, merged_after, newest_listed};
 
 #[derive(Default)]
 pub(crate) struct LogState {
@@ -45,23 +23,19 @@ impl LogState {
         self.records.len() as u64
     }
 
-    pub(crate) fn term_hasher(&self) -> TermHasher {
-        self.index.term_hasher().clone()
-    }
-
-    /// Commits `batch` and returns its range.
-    pub(crate) fn commit(&mut self, batch: PreparedBatch) -> Result<AppendResult, EventStoreError> {
-        let (first, _) = next_range(self.last_sequence_number(), batch.events.len())?;
+    /// Commits `events` and returns their range.
+    pub(crate) fn commit(
+        &mut self,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, EventStoreError> {
+        let (first, _) = next_range(self.last_sequence_number(), events.len())?;
         let occurred_at = commit_timestamp(self.last_commit_time);
         self.last_commit_time = Some(occurred_at);
         self.batch_starts.push(first);
-        let (result, records) = committed_batch(batch.events, first, occurred_at);
-        self.index.add(
-            first,
-            records.iter().map(|record| record.event_type.as_str()),
-            &batch.counted_term_hashes,
-        );
+        let (result, records) = committed_records(events, first, occurred_at);
+        let start = self.records.len();
         self.records.extend(records);
+        self.index.add(&self.records[start..]);
         Ok(result)
     }
 

@@ -10,8 +10,7 @@ use factstr::{
     EventStream, HandleStream, NewEvent, QueryResult, StoreFuture,
 };
 
-use crate::index::TermHasher;
-use crate::log::{LogState, PreparedBatch};
+use crate::log::LogState;
 
 /// The in-memory event store: the semantic reference for every other store.
 ///
@@ -33,9 +32,6 @@ pub struct MemoryStore {
 
 struct SharedLog {
     state: RwLock<LogState>,
-    /// The index's term hasher, to hash an append's terms before it takes
-    /// the lock.
-    term_hasher: TermHasher,
     dispatcher: StreamDispatcher,
     durable_streams: Mutex<HashMap<String, DurableStreamState>>,
 }
@@ -43,11 +39,9 @@ struct SharedLog {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        let state = LogState::default();
         Self {
             shared: Arc::new(SharedLog {
-                term_hasher: state.term_hasher(),
-                state: RwLock::new(state),
+                state: RwLock::new(LogState::default()),
                 dispatcher: StreamDispatcher::new(0),
                 durable_streams: Mutex::new(HashMap::new()),
             }),
@@ -101,9 +95,8 @@ impl EventStore for MemoryStore {
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
         validation::validate_new_events(&new_events)?;
-        let batch = PreparedBatch::new(new_events, &self.shared.term_hasher);
         let mut state = self.shared.write();
-        self.shared.commit(&mut state, batch)
+        self.shared.commit(&mut state, new_events)
     }
 
     fn append_if(
@@ -117,11 +110,12 @@ impl EventStore for MemoryStore {
             context_query,
             expected_context_version,
         )?;
-        let condition = Condition::new(context_query, expected_context_version);
-        let batch = PreparedBatch::new(new_events, &self.shared.term_hasher);
         let mut state = self.shared.write();
-        condition.check(state.context_version(&condition.query))?;
-        self.shared.commit(&mut state, batch)
+        Condition::check_version(
+            expected_context_version,
+            state.context_version(context_query),
+        )?;
+        self.shared.commit(&mut state, new_events)
     }
 
     fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {
@@ -246,9 +240,9 @@ impl SharedLog {
     fn commit(
         &self,
         state: &mut LogState,
-        batch: PreparedBatch,
+        events: Vec<NewEvent>,
     ) -> Result<AppendResult, EventStoreError> {
-        let result = state.commit(batch)?;
+        let result = state.commit(events)?;
         self.dispatcher
             .publish_with(result.last_sequence_number, || state.committed(&result));
         Ok(result)
