@@ -76,6 +76,31 @@ impl StreamRuntime {
     pub(super) fn block_on<F: std::future::Future>(&self, future: F) -> Option<F::Output> {
         self.0.as_ref().map(|runtime| runtime.block_on(future))
     }
+
+    /// Runs `future` to completion on this runtime from the calling thread:
+    /// first one poll with the runtime entered (most turns complete there,
+    /// without the cost of taking over the runtime's scheduler), then
+    /// `block_on`, which polls it again with a real waker and drives its
+    /// timers, I/O and spawned tasks.
+    pub(super) fn run<F: std::future::Future>(&self, future: F) -> Option<F::Output> {
+        let runtime = self.0.as_ref()?;
+        let mut future = std::pin::pin!(future);
+        {
+            let _entered = runtime.enter();
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+                return Some(output);
+            }
+        }
+        Some(runtime.block_on(future))
+    }
+
+    /// Whether tasks spawned on this runtime are still alive.
+    pub(super) fn has_alive_tasks(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|runtime| runtime.metrics().num_alive_tasks() > 0)
+    }
 }
 
 impl Drop for StreamRuntime {
