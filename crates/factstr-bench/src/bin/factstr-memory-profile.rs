@@ -218,6 +218,101 @@ fn live(arguments: &[String]) {
     );
 }
 
+/// One store's side of `live-pair`: what its handlers saw.
+#[derive(Default)]
+struct LiveSide {
+    latencies: Mutex<Vec<f64>>,
+    delivered: AtomicU64,
+}
+
+impl LiveSide {
+    fn record(&self, sent: impl Iterator<Item = f64>) {
+        let now = now_us();
+        let mut latencies = self.latencies.lock().unwrap();
+        let before = latencies.len();
+        latencies.extend(sent.map(|sent| now - sent));
+        let count = (latencies.len() - before) as u64;
+        drop(latencies);
+        self.delivered.fetch_add(count, Ordering::Relaxed);
+    }
+
+    fn wait_for(&self, expected: u64) {
+        while self.delivered.load(Ordering::Relaxed) < expected {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn percentiles(&self) -> [f64; 3] {
+        let mut latencies = self.latencies.lock().unwrap().clone();
+        latencies.sort_by(f64::total_cmp);
+        let at = |share: f64| latencies[(latencies.len() as f64 * share) as usize];
+        [at(0.1), at(0.5), at(0.9)]
+    }
+}
+
+/// Live latency of ours and 0.5.2 in turns of 50 appends (one every 2 ms),
+/// as the benchmark runs it, for `--rounds` turns each.
+fn live_pair(arguments: &[String]) {
+    use factstr_052::EventStore as _;
+    let streams = option(arguments, "--streams", 1);
+    let rounds = option(arguments, "--rounds", 20);
+    let ours = MemoryStore::new();
+    let theirs = factstr_memory_052::MemoryStore::new();
+    let (our_side, their_side) = (Arc::new(LiveSide::default()), Arc::new(LiveSide::default()));
+    let _ours: Vec<_> = (0..streams)
+        .map(|_| {
+            let side = Arc::clone(&our_side);
+            ours.stream_all(HandleStream::new(move |batch: Vec<EventRecord>| {
+                side.record(
+                    batch
+                        .iter()
+                        .map(|record| record.payload["sent_us"].as_f64().unwrap_or(0.0)),
+                );
+                async { Ok(()) }
+            }))
+            .unwrap()
+        })
+        .collect();
+    let _theirs: Vec<_> = (0..streams)
+        .map(|_| {
+            let side = Arc::clone(&their_side);
+            theirs
+                .stream_all(factstr_052::HandleStream::new(
+                    move |batch: Vec<factstr_052::EventRecord>| {
+                        side.record(
+                            batch
+                                .iter()
+                                .map(|record| record.payload["sent_us"].as_f64().unwrap_or(0.0)),
+                        );
+                        async { Ok(()) }
+                    },
+                ))
+                .unwrap()
+        })
+        .collect();
+    // One append to each store in turn, 1 ms apart: both see the same
+    // minutes of the machine.
+    for round in 1..=rounds * 50 {
+        let event = NewEvent::new("pinged", json!({"sent_us": now_us(), "number": round}));
+        ours.append(vec![event]).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        let event =
+            factstr_052::NewEvent::new("pinged", json!({"sent_us": now_us(), "number": round}));
+        theirs.append(vec![event]).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        our_side.wait_for(round * streams);
+        their_side.wait_for(round * streams);
+    }
+    let ([ours_p10, ours_p50, ours_p90], [theirs_p10, theirs_p50, theirs_p90]) =
+        (our_side.percentiles(), their_side.percentiles());
+    println!(
+        "live pair, {streams} streams, {} appends each: ours p10/p50/p90 {ours_p10:.1}/{ours_p50:.1}/{ours_p90:.1} µs, \
+         0.5.2 {theirs_p10:.1}/{theirs_p50:.1}/{theirs_p90:.1} µs, p50 ratio {:.2}x",
+        rounds * 50,
+        theirs_p50 / ours_p50
+    );
+}
+
 fn replay(arguments: &[String]) {
     let batch = option(arguments, "--batch", 100);
     let events = option(arguments, "--events", 500_000);
@@ -306,6 +401,7 @@ fn main() {
         Some("append-052") => append_052(&arguments),
         Some("append-if") => append_if(&arguments),
         Some("live") => live(&arguments),
+        Some("live-pair") => live_pair(&arguments),
         Some("replay") => replay(&arguments),
         Some("bytes") => bytes(&arguments),
         _ => {

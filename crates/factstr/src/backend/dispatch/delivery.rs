@@ -6,11 +6,11 @@ use futures::channel::oneshot;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use super::handler::{StreamRuntime, run_handler};
+use super::handler::{StreamRuntime, StreamStopSignal, run_handler};
 use super::log::check_page;
 use super::pool::{AfterTurn, TURN_BUDGET};
 use super::registry::DispatchCore;
-use super::subscription::{Backlog, Delivering, Runner, Subscription};
+use super::subscription::{Backlog, Delivering, DeliveryState, Runner, Subscription};
 use super::{BatchReadRequest, READ_PAGE_EVENTS};
 use crate::backend::Backoff;
 use crate::backend::sync::lock;
@@ -22,6 +22,9 @@ pub(super) struct Delivery {
     pub(super) handle: HandleStream,
     /// The stream's own runtime, entered by whichever thread delivers.
     pub(super) runtime: Arc<StreamRuntime>,
+    /// What handler calls see as their stop signal; kept, so that a call
+    /// clones it rather than subscribing (and unsubscribing) anew.
+    pub(super) stop_signal: StreamStopSignal,
     /// Every batch up to here was handled (or did not concern this stream).
     pub(super) handled_through: u64,
     /// Set while a durable registration waits for its replay.
@@ -57,17 +60,26 @@ pub(super) fn take_turn(
     end_turn: impl FnOnce() -> bool,
 ) -> AfterTurn {
     let _delivering = Delivering::start(subscription.id);
-    let delivery = lock(&subscription.delivery).take();
+    let (delivery, first) = {
+        let mut state = lock(&subscription.state);
+        let delivery = state.delivery.take();
+        let first = if delivery.is_some() {
+            work_in(&mut state).ok().flatten()
+        } else {
+            None
+        };
+        (delivery, first)
+    };
     let Some(mut delivery) = delivery else {
-        // A queued stream's delivery waits in its subscription; nothing to
-        // do if it is gone.
+        // A queued stream's delivery waits in its state; nothing to do if
+        // it is gone.
         return if end_turn() {
             AfterTurn::HandedOver
         } else {
             AfterTurn::Next
         };
     };
-    let stopped = delivery.turn();
+    let stopped = delivery.turn(first);
     let handed_over = end_turn();
     if let Some(reason) = stopped {
         delivery.end(reason);
@@ -83,51 +95,109 @@ pub(super) fn take_turn(
         return AfterTurn::HandedOver;
     }
     let spawned_tasks = delivery.runtime.has_alive_tasks();
-    *lock(&subscription.delivery) = Some(delivery);
+    let mut state = lock(&subscription.state);
+    state.delivery = Some(delivery);
     if spawned_tasks {
         // Tasks the handler spawned need their runtime driven between
         // batches: the stream gets a thread of its own.
-        lock(&subscription.state).runner = Runner::OwnThread;
+        state.runner = Runner::OwnThread;
+        drop(state);
         let own = Arc::clone(subscription);
         let spawned = std::thread::Builder::new()
             .name(format!("factstr-stream-{}", subscription.id))
             .spawn(move || {
-                let delivery = lock(&own.delivery).take();
+                let delivery = lock(&own.state).delivery.take();
                 if let Some(delivery) = delivery {
                     delivery.run_on_own_thread();
                 }
             });
-        match spawned {
-            Ok(_) => return AfterTurn::Next,
-            Err(error) => tracing::warn!(
+        if let Err(error) = spawned {
+            tracing::warn!(
                 stream_id = subscription.id,
                 %error,
                 "cannot start a thread for a stream whose handler spawned tasks; \
                  its tasks run only while it delivers"
-            ),
+            );
+            state = lock(&subscription.state);
+            state.runner = Runner::Queued;
+        } else {
+            return AfterTurn::Next;
         }
     }
-    subscription.turn_ended();
+    // More to do: queued again, behind the streams that waited.
+    if state.has_work() {
+        drop(state);
+        subscription
+            .pool
+            .schedule_all(vec![Arc::clone(subscription)]);
+    } else {
+        state.runner = Runner::Idle;
+    }
     AfterTurn::Next
 }
 
+/// The next thing to do according to `state`, if any; `Err` when the stream
+/// is lagging and must first re-join live delivery (which takes the
+/// registry's lock, so not here).
+fn work_in(state: &mut DeliveryState) -> Result<Option<Work>, Lagging> {
+    if state.abandon {
+        return Ok(Some(Work::Stop(state.stop_reason())));
+    }
+    if let Some(backlog) = state.backlog {
+        return Ok(Some(Work::Backlog(backlog)));
+    }
+    if let Some(batch) = state.queue.pop_front() {
+        state.queued_events -= batch.len();
+        return Ok(Some(Work::Batch(batch)));
+    }
+    if state.lagging {
+        return Err(Lagging);
+    }
+    Ok(state
+        .stop
+        .as_ref()
+        .map(|stop| Work::Stop(stop.reason.clone())))
+}
+
+struct Lagging;
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Delivery")
+            .field("stream", &self.subscription.id)
+            .field("handled_through", &self.handled_through)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Delivery {
-    /// Delivers what the stream has now, for about [`TURN_BUDGET`]; the
-    /// reason if the stream stopped.
-    fn turn(&mut self) -> Option<StreamStopReason> {
+    /// Delivers `first` and what else the stream has now, for about
+    /// [`TURN_BUDGET`] from its second piece of work on (a turn with one
+    /// batch reads no clock); the reason if the stream stopped.
+    fn turn(&mut self, first: Option<Work>) -> Option<StreamStopReason> {
         let runtime = Arc::clone(&self.runtime);
-        let started = Instant::now();
         runtime
             .run(async {
-                while let Some(work) = self.next_work_now() {
+                let mut next = first;
+                let mut second_started: Option<Instant> = None;
+                let mut pieces = 0_u32;
+                loop {
+                    let work = match next.take() {
+                        Some(work) => work,
+                        None => self.next_work_now()?,
+                    };
+                    pieces += 1;
+                    if pieces == 2 {
+                        second_started = Some(Instant::now());
+                    }
                     if let Outcome::Stop(reason) = self.process(work).await {
                         return Some(reason);
                     }
-                    if started.elapsed() >= TURN_BUDGET {
-                        break;
+                    if second_started.is_some_and(|started| started.elapsed() >= TURN_BUDGET) {
+                        return None;
                     }
                 }
-                None
             })
             .unwrap_or(Some(StreamStopReason::StoreClosed))
     }
@@ -167,28 +237,14 @@ impl Delivery {
 
     /// The next thing to do, if there is one now.
     fn next_work_now(&self) -> Option<Work> {
-        let subscription = &self.subscription;
         loop {
-            {
-                let mut state = lock(&subscription.state);
-                if state.abandon {
-                    return Some(Work::Stop(state.stop_reason()));
-                }
-                if let Some(backlog) = state.backlog {
-                    return Some(Work::Backlog(backlog));
-                }
-                if let Some(batch) = state.queue.pop_front() {
-                    state.queued_events -= batch.len();
-                    return Some(Work::Batch(batch));
-                }
-                if !state.lagging {
-                    return state
-                        .stop
-                        .as_ref()
-                        .map(|stop| Work::Stop(stop.reason.clone()));
-                }
+            // The state's lock ends with this statement: re-joining takes
+            // the registry's lock first.
+            let work = work_in(&mut lock(&self.subscription.state));
+            match work {
+                Ok(work) => return work,
+                Err(Lagging) => self.rejoin_live(),
             }
-            self.rejoin_live();
         }
     }
 
@@ -303,9 +359,9 @@ impl Delivery {
 
     /// Filters `batch` for this stream and hands it to the handler.
     async fn deliver(&mut self, batch: Batch) -> Outcome {
-        let records: &[EventRecord] = match &batch {
-            Batch::Own(records) => records,
-            Batch::Shared(records) => records,
+        let (records, from_storage): (&[EventRecord], bool) = match &batch {
+            Batch::Own(records) => (records, true),
+            Batch::Shared(records) => (records, false),
         };
         let Some(last) = records.last().map(|record| record.sequence_number) else {
             return Outcome::Continue;
@@ -342,13 +398,15 @@ impl Delivery {
             self.handled_through = last;
             return Outcome::Continue;
         };
-        {
+        if from_storage {
+            // Between the batches of a page read from storage (a published
+            // batch was taken off the queue just now, after this check).
             let state = lock(&self.subscription.state);
             if state.abandon {
                 return Outcome::Stop(state.stop_reason());
             }
         }
-        match run_handler(&self.handle, events, self.subscription.stop_signal()).await {
+        match run_handler(&self.handle, events, self.stop_signal.clone()).await {
             Ok(()) => {
                 self.handled_through = last;
                 self.advance_durable_cursor(last);

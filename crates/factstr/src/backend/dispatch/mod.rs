@@ -151,9 +151,17 @@ impl StreamDispatcher {
             return;
         }
         let batch = Arc::new(batch());
+        let mut idle = Vec::new();
         for subscription in &registry.subscriptions {
-            subscription.offer(&batch);
+            if subscription.offer(&batch) {
+                idle.push(Arc::clone(subscription));
+            }
         }
+        // The queues hold the batch now; the last stream to take it takes it
+        // without a copy.
+        drop(batch);
+        // One hand-over to the workers for all of them.
+        self.core.pool.schedule_all(idle);
     }
 
     /// The last sequence number published (or given to [`new`](Self::new)).
@@ -336,17 +344,17 @@ impl StreamDispatcher {
                 state: Mutex::new(DeliveryState::new(head, backlog)),
                 wake: tokio::sync::Notify::new(),
                 pool: Arc::clone(&self.core.pool),
-                delivery: Mutex::new(None),
                 stop_requested: tokio::sync::watch::Sender::new(false),
                 status: Arc::new(StreamStatus::default()),
             });
             // The delivery is in place before a publication can find the
             // stream.
-            *lock(&subscription.delivery) = Some(Delivery {
+            lock(&subscription.state).delivery = Some(Delivery {
                 core: Arc::downgrade(&self.core),
                 subscription: Arc::clone(&subscription),
                 handle,
                 runtime: Arc::new(runtime),
+                stop_signal: subscription.stop_signal(),
                 handled_through,
                 registration: backlog.map(|_| registered_tx),
                 replay_error: None,

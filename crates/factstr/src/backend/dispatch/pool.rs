@@ -15,13 +15,17 @@
 //! [`BLOCKING_TURN`], the watch hands that worker over to its stream (the
 //! stream keeps the thread, as a thread of its own) and starts a new worker
 //! in its place: a blocking handler delays other streams by at most about
-//! twice that time, once, and from then on only itself. A stream whose
+//! twice that time (the watch looks every `BLOCKING_TURN`), once, and from
+//! then on only itself. Workers never read the clock or take a lock for
+//! this: the watch tells a turn that lasts from one of its looks to the next
+//! by its number. A stream whose
 //! handler leaves spawned tasks running gets a thread of its own too, which
 //! keeps driving its runtime between batches.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::delivery::take_turn;
 use super::subscription::Subscription;
@@ -34,9 +38,6 @@ pub(super) const BLOCKING_TURN: Duration = Duration::from_millis(2);
 /// A turn ends after this much work, so that a stream with a long backlog
 /// takes turns with the others.
 pub(super) const TURN_BUDGET: Duration = Duration::from_micros(500);
-
-/// How long the watch keeps looking after the last turn before it parks.
-const WATCH_LINGER: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 pub(super) struct Pool {
@@ -60,21 +61,24 @@ struct PoolState {
     idle: usize,
     /// Idle workers notified and not yet awake.
     waking: usize,
-    /// The turns in progress.
-    turns: Vec<Turn>,
+    /// The workers of the pool, as the watch sees them.
+    slots: Vec<Arc<WorkerSlot>>,
     next_worker: u64,
     watch: Watch,
-    last_turn: Instant,
     closed: bool,
 }
 
-#[derive(Debug)]
-struct Turn {
-    worker: u64,
-    started: Instant,
-    /// The watch gave this worker's place to a new one.
-    handed_over: bool,
+/// What the watch sees of one worker, without taking the pool's lock on
+/// the worker's way: the number of its turn in progress (0: none; each
+/// worker counts its turns), or [`HANDED_OVER`]. The worker ends a turn by
+/// swapping in 0, the watch hands it over by swapping in `HANDED_OVER` for
+/// the number it saw at its previous look: only one of them wins.
+#[derive(Debug, Default)]
+struct WorkerSlot {
+    turn: AtomicU64,
 }
+
+const HANDED_OVER: u64 = u64::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Watch {
@@ -93,6 +97,8 @@ pub(super) enum AfterTurn {
 
 impl Pool {
     pub(super) fn new() -> Self {
+        // One worker per core, up to four: a batch for many streams spreads
+        // over the cores, and a store keeps few threads.
         let target_workers = std::thread::available_parallelism()
             .map_or(2, usize::from)
             .clamp(1, 4);
@@ -102,10 +108,9 @@ impl Pool {
                 workers: 0,
                 idle: 0,
                 waking: 0,
-                turns: Vec::new(),
+                slots: Vec::new(),
                 next_worker: 1,
                 watch: Watch::NotStarted,
-                last_turn: Instant::now(),
                 closed: false,
             }),
             work: Condvar::new(),
@@ -128,17 +133,37 @@ impl Pool {
         self.start_worker(&mut state)
     }
 
-    /// Queues `subscription`, which has work and was not queued.
-    pub(super) fn schedule(self: &Arc<Self>, subscription: Arc<Subscription>) {
+    /// Queues `subscriptions`, which have work and were not queued.
+    pub(super) fn schedule_all(self: &Arc<Self>, subscriptions: Vec<Arc<Subscription>>) {
+        if subscriptions.is_empty() {
+            return;
+        }
         let mut state = self.lock();
-        state.ready.push_back(subscription);
-        if state.idle > state.waking {
+        let available = state.idle.saturating_sub(state.waking);
+        let waiting = subscriptions.len() > available;
+        state.ready.extend(subscriptions);
+        // One wake-up: the woken worker wakes the next if more wait.
+        let wake = available > 0;
+        if wake {
             state.waking += 1;
-            self.work.notify_one();
         } else if state.workers < self.target_workers
             && let Err(error) = self.start_worker(&mut state)
         {
             tracing::error!(%error, "cannot start a stream delivery worker");
+        }
+        // Streams wait for busy workers: the watch looks until they are taken.
+        let watch = waiting && state.watch == Watch::Parked;
+        if watch {
+            state.watch = Watch::Looking;
+        }
+        // Woken after the lock is released, so that they do not wake only
+        // to wait for it.
+        drop(state);
+        if wake {
+            self.work.notify_one();
+        }
+        if watch {
+            self.watch.notify_one();
         }
     }
 
@@ -153,9 +178,12 @@ impl Pool {
     fn start_worker(self: &Arc<Self>, state: &mut PoolState) -> std::io::Result<()> {
         let id = state.next_worker;
         let pool = Arc::clone(self);
+        let slot = Arc::new(WorkerSlot::default());
+        let own_slot = Arc::clone(&slot);
         std::thread::Builder::new()
             .name(format!("factstr-stream-worker-{id}"))
-            .spawn(move || pool.run_worker(id))?;
+            .spawn(move || pool.run_worker(&own_slot))?;
+        state.slots.push(slot);
         state.next_worker += 1;
         state.workers += 1;
         if state.watch == Watch::NotStarted {
@@ -175,12 +203,14 @@ impl Pool {
 
     /// A worker's life: takes queued streams in turn until the pool closes
     /// with nothing queued, or the worker is handed over to a stream.
-    fn run_worker(self: Arc<Self>, id: u64) {
+    fn run_worker(self: Arc<Self>, slot: &Arc<WorkerSlot>) {
+        let mut turns: u64 = 0;
         let mut state = self.lock();
         loop {
             let Some(subscription) = state.ready.pop_front() else {
                 if state.closed {
                     state.workers -= 1;
+                    state.slots.retain(|other| !Arc::ptr_eq(other, slot));
                     return;
                 }
                 state.idle += 1;
@@ -194,84 +224,86 @@ impl Pool {
             };
             // More streams wait: wake the next idle worker, so that the
             // wake-ups are spread over the workers.
-            if !state.ready.is_empty() && state.idle > state.waking {
+            let wake = !state.ready.is_empty() && state.idle > state.waking;
+            if wake {
                 state.waking += 1;
-                self.work.notify_one();
-            }
-            let now = Instant::now();
-            state.turns.push(Turn {
-                worker: id,
-                started: now,
-                handed_over: false,
-            });
-            state.last_turn = now;
-            if state.watch == Watch::Parked {
-                self.watch.notify_one();
             }
             drop(state);
+            if wake {
+                self.work.notify_one();
+            }
 
-            match take_turn(&subscription, || self.end_turn(id)) {
+            turns += 1;
+            slot.turn.store(turns, Ordering::SeqCst);
+            let end_turn = || slot.turn.swap(0, Ordering::SeqCst) == HANDED_OVER;
+            match take_turn(&subscription, end_turn) {
                 AfterTurn::Next => state = self.lock(),
                 AfterTurn::HandedOver => return,
             }
         }
     }
 
-    /// Ends worker `id`'s turn; `true` if the watch handed the worker over
-    /// to the stream (the pool no longer counts it).
-    fn end_turn(&self, id: u64) -> bool {
-        let mut state = self.lock();
-        let Some(at) = state.turns.iter().position(|turn| turn.worker == id) else {
-            return false;
-        };
-        state.turns.swap_remove(at).handed_over
-    }
-
     /// The watch: while streams wait and every worker is busy, hands the
-    /// worker whose turn has lasted [`BLOCKING_TURN`] over to its stream and
-    /// starts another.
+    /// worker whose turn has lasted from one look to the next (at least
+    /// [`BLOCKING_TURN`]) over to its stream and starts another. It looks
+    /// only while streams wait: [`schedule_all`](Self::schedule_all) wakes it
+    /// when it queues more streams than there are idle workers.
     fn keep_watch(self: Arc<Self>) {
         let mut state = self.lock();
+        // The turn each worker was in at the previous look.
+        let mut seen: Vec<(Arc<WorkerSlot>, u64)> = Vec::new();
         loop {
-            let now = Instant::now();
-            if state.closed && state.turns.is_empty() && state.ready.is_empty() {
+            if state.closed && state.workers == 0 && state.ready.is_empty() {
                 state.watch = Watch::NotStarted;
                 return;
             }
             if !state.ready.is_empty() && state.idle == 0 {
-                let blocked = state.turns.iter_mut().find(|turn| {
-                    !turn.handed_over && now.duration_since(turn.started) >= BLOCKING_TURN
+                let blocked = seen.iter().find(|(slot, turn)| {
+                    *turn != 0
+                        && slot
+                            .turn
+                            .compare_exchange(
+                                *turn,
+                                HANDED_OVER,
+                                Ordering::SeqCst,
+                                Ordering::SeqCst,
+                            )
+                            .is_ok()
                 });
-                if let Some(turn) = blocked {
-                    turn.handed_over = true;
-                    let worker = turn.worker;
+                if let Some((slot, _)) = blocked {
+                    let slot = Arc::clone(slot);
+                    state.slots.retain(|other| !Arc::ptr_eq(other, &slot));
                     state.workers -= 1;
                     tracing::debug!(
-                        worker,
                         "a stream's turn holds its worker; the stream keeps the thread and a new worker starts"
                     );
                     if let Err(error) = self.start_worker(&mut state) {
                         tracing::error!(%error, "cannot start a stream delivery worker");
                     }
+                    seen.retain(|(other, _)| !Arc::ptr_eq(other, &slot));
                     continue;
                 }
             }
-            let active = !state.turns.is_empty()
-                || !state.ready.is_empty()
-                || now.duration_since(state.last_turn) < WATCH_LINGER;
-            if active {
+            seen.clear();
+            seen.extend(
+                state
+                    .slots
+                    .iter()
+                    .map(|slot| (Arc::clone(slot), slot.turn.load(Ordering::SeqCst))),
+            );
+            if state.ready.is_empty() {
+                state.watch = Watch::Parked;
+                state = self
+                    .watch
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            } else {
                 state.watch = Watch::Looking;
                 state = self
                     .watch
                     .wait_timeout(state, BLOCKING_TURN)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
-            } else {
-                state.watch = Watch::Parked;
-                state = self
-                    .watch
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
             }
         }
     }

@@ -28,8 +28,6 @@ pub(super) struct Subscription {
     pub(super) wake: Notify,
     /// The workers that deliver the stream while it has no thread of its own.
     pub(super) pool: Arc<Pool>,
-    /// The delivery, while it waits for its next turn on the pool.
-    pub(super) delivery: Mutex<Option<Delivery>>,
     /// Set once the stream is asked to stop; handler calls see it as their
     /// `StreamStopSignal`.
     pub(super) stop_requested: watch::Sender<bool>,
@@ -53,6 +51,9 @@ pub(super) struct DeliveryState {
     /// Stop after the handler call in progress, delivering nothing more.
     pub(super) abandon: bool,
     pub(super) runner: Runner,
+    /// The delivery, while it waits for its next turn on the pool (or for
+    /// its own thread to take it).
+    pub(super) delivery: Option<Delivery>,
 }
 
 /// Where a stream's delivery runs.
@@ -109,11 +110,12 @@ impl DeliveryState {
             stop: None,
             abandon: false,
             runner: Runner::Idle,
+            delivery: None,
         }
     }
 
     /// Whether the delivery has something to do now.
-    fn has_work(&self) -> bool {
+    pub(super) fn has_work(&self) -> bool {
         self.abandon
             || self.backlog.is_some()
             || !self.queue.is_empty()
@@ -137,14 +139,16 @@ impl DeliveryState {
 
 impl Subscription {
     /// Queues a published batch; called with the registry locked, so offers
-    /// arrive in commit order.
-    pub(super) fn offer(self: &Arc<Self>, batch: &Arc<Vec<EventRecord>>) {
+    /// arrive in commit order. `true` when the stream waits on the pool
+    /// with nothing to do: the caller schedules it.
+    #[must_use]
+    pub(super) fn offer(self: &Arc<Self>, batch: &Arc<Vec<EventRecord>>) -> bool {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-            return;
+            return false;
         };
         let mut state = lock(&self.state);
         if state.stop.is_some() || state.lagging || last.sequence_number <= state.enqueued_through {
-            return;
+            return false;
         }
         // A batch that does not follow what this stream has (another process
         // committed in between) or that overflows the queue is read from
@@ -159,7 +163,18 @@ impl Subscription {
         } else {
             state.lagging = true;
         }
-        self.wake_delivery(state);
+        match state.runner {
+            Runner::Idle => {
+                state.runner = Runner::Queued;
+                true
+            }
+            Runner::Queued => false,
+            Runner::OwnThread => {
+                drop(state);
+                self.wake.notify_one();
+                false
+            }
+        }
     }
 
     /// Asks the stream to deliver what was committed up to `through` and
@@ -180,32 +195,16 @@ impl Subscription {
     }
 
     /// Gets the delivery going after `state` changed: a turn on the pool, or
-    /// a wake-up of its thread.
+    /// a wake-up of its thread (or of a retry's wait in a turn).
     pub(super) fn wake_delivery(self: &Arc<Self>, mut state: MutexGuard<'_, DeliveryState>) {
         let schedule = state.runner == Runner::Idle;
         if schedule {
             state.runner = Runner::Queued;
         }
         drop(state);
-        // Also ends a retry's wait on the pool.
         self.wake.notify_one();
         if schedule {
-            self.pool.schedule(Arc::clone(self));
-        }
-    }
-
-    /// After a turn on the pool (its delivery put back): queues the stream
-    /// again if it has more to do.
-    pub(super) fn turn_ended(self: &Arc<Self>) {
-        let mut state = lock(&self.state);
-        if state.runner != Runner::Queued {
-            return;
-        }
-        if state.has_work() {
-            drop(state);
-            self.pool.schedule(Arc::clone(self));
-        } else {
-            state.runner = Runner::Idle;
+            self.pool.schedule_all(vec![Arc::clone(self)]);
         }
     }
 
