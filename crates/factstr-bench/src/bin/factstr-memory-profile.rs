@@ -13,7 +13,7 @@
 //! `bytes` counts every allocation with a counting global allocator: the
 //! bytes the store holds per stored deposit event (the benchmark's event),
 //! once appended and once its indexes are built by a query, next to the
-//! event's JSON size.
+//! event's JSON size and to what the published 0.5.2 store holds.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
@@ -392,6 +392,28 @@ fn bytes(arguments: &[String]) {
         per_event(indexed_allocations)
     );
     drop(store);
+    // The published 0.5.2 store holding the same events, for comparison.
+    let before_published = ALLOCATED.load(Ordering::Relaxed);
+    let published = {
+        use factstr_052::EventStore as _;
+        let store = factstr_memory_052::MemoryStore::new();
+        for number in 0..events {
+            store
+                .append(vec![factstr_052::NewEvent::new(
+                    "money-deposited",
+                    deposit_payload(number),
+                )])
+                .unwrap();
+        }
+        let held = ALLOCATED.load(Ordering::Relaxed) - before_published;
+        drop(store);
+        held
+    };
+    println!(
+        "0.5.2:    {:.1} bytes an event ({:.2}x the payload JSON)",
+        per_event(published),
+        per_event(published) / payload_json as f64
+    );
 }
 
 fn main() {
