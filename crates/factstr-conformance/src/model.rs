@@ -231,7 +231,7 @@ pub fn the_store_agrees_with_the_reference_on_random_operations<L, S, R>(
         cases,
         max_shrink_iters: 2_000,
         source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
             "proptest-regressions",
         ))),
         ..Config::default()
