@@ -59,6 +59,7 @@ fn every_public_case_appears_in_the_macro_exactly_once() {
 }
 
 /// The public case functions of `src/{area}.rs`.
+#[allow(clippy::unwrap_used)]
 fn defined_cases(source: &Path, area: &str) -> BTreeSet<String> {
     fs::read_to_string(source.join(format!("{area}.rs")))
         .unwrap()
