@@ -224,7 +224,7 @@ macro_rules! __conformance_case_list {
 /// [`processes`] and [`model`]) as a `#[test]`, in a module
 /// `persistent_conformance`:
 ///
-/// ```ignore
+/// ```text
 /// factstr_conformance::persistent_conformance_tests! {
 ///     // A fresh, empty place for a log (a file's folder, a schema), kept
 ///     // as long as the returned value lives.
