@@ -220,8 +220,17 @@ pub fn assert_durable_streams_resume(store: &dyn EventStore, fixture: &LegacyFix
             .map(|batch| sequence_numbers(batch))
             .collect();
         assert_eq!(delivered, expected, "durable stream {}", stream.name);
+        // The name is free once the stream has stopped, not when
+        // `unsubscribe` returns (the stream still delivers what was
+        // committed before it).
+        let (stopped, stop) = std::sync::mpsc::channel();
+        registered.on_stop(move |reason| {
+            let _ = stopped.send(reason.clone());
+        });
         registered.unsubscribe();
         drop(registered);
+        stop.recv_timeout(crate::support::PATIENCE)
+            .expect("the stream stopped after unsubscribe");
 
         let other_query = EventQuery::for_event_types(["not-the-stored-query"]);
         let refused = store.stream_to_durable(&durable, &other_query, Deliveries::new().handler());

@@ -28,10 +28,13 @@ pub mod durable_streams;
 pub mod filters;
 pub mod fixtures_0_5;
 pub mod live_streams;
+pub mod model;
 pub mod paging;
 pub mod payload_predicates;
 pub mod persistent;
+pub mod processes;
 pub mod query;
+pub mod random;
 pub mod runtime;
 pub mod stopping;
 pub mod support;
@@ -212,25 +215,108 @@ macro_rules! __conformance_case_list {
     };
 }
 
-/// Expands every case for persistent stores (see [`persistent`]) as a
-/// `#[test]`: `$new_location` makes a fresh, empty place for a log (a file,
-/// a schema), `$open` opens a store instance on it (called several times
-/// per case for several instances).
+/// Expands every case for persistent stores (see [`persistent`],
+/// [`processes`] and [`model`]) as a `#[test]`, in a module
+/// `persistent_conformance`:
 ///
-/// The tests land in a module `persistent_conformance`.
+/// ```text
+/// factstr_conformance::persistent_conformance_tests! {
+///     // A fresh, empty place for a log (a file's folder, a schema), kept
+///     // as long as the returned value lives.
+///     new_location: new_folder,
+///     // The place's address: a string a child process can be given.
+///     address: database_path,
+///     // A store instance on the place an address names (called several
+///     // times per case, also in child processes).
+///     open: open_database,
+///     // A fresh reference store for the differential model test.
+///     reference: factstr_memory::MemoryStore::new,
+///     // How many random operation runs the model test makes.
+///     random_cases: 48,
+/// }
+/// ```
+///
+/// It also generates the test `child_process`, which the cases across
+/// processes run in child processes (see [`processes`]); in a normal run it
+/// passes at once.
 #[macro_export]
 macro_rules! persistent_conformance_tests {
-    ($new_location:expr, $open:expr) => {
+    (
+        new_location: $new_location:expr,
+        address: $address:expr,
+        open: $open:expr,
+        reference: $reference:expr,
+        random_cases: $random_cases:expr $(,)?
+    ) => {
         #[allow(non_snake_case)]
         mod persistent_conformance {
             #[allow(unused_imports)]
             use super::*;
+
+            /// Where `child_process` is, for the cases that start it.
+            const CHILD_PROCESS_MODULE: &str = module_path!();
+
+            #[test]
+            fn child_process() {
+                $crate::processes::run_child(&$open);
+            }
+
             $crate::__persistent_cases! {
-                $new_location, $open;
-                durable_registration_replays_what_another_instance_just_committed,
-                a_reopened_store_resumes_a_durable_stream_after_its_cursor,
-                closing_a_store_keeps_the_cursor_of_the_batch_its_stream_was_handling,
-                live_streams_receive_batches_another_instance_commits,
+                { $new_location, $address, $open, super::CHILD_PROCESS_MODULE };
+                persistent: [
+                    durable_registration_replays_what_another_instance_just_committed,
+                    a_reopened_store_resumes_a_durable_stream_after_its_cursor,
+                    closing_a_store_keeps_the_cursor_of_the_batch_its_stream_was_handling,
+                    live_streams_receive_batches_another_instance_commits,
+                    events_batch_shapes_and_commit_times_survive_reopening,
+                    sequence_numbers_and_commit_times_continue_after_reopening,
+                    outcomes_of_conditional_appends_survive_reopening,
+                    a_reopened_durable_stream_resumes_strictly_after_its_cursor_with_what_others_appended,
+                    pending_cursors_are_kept_when_the_stream_or_the_store_closes,
+                    durable_query_survives_reopening_and_a_different_query_is_refused,
+                    a_reopened_store_continues_the_log_and_a_filtered_durable_stream,
+                    a_durable_stream_runs_in_one_instance_at_a_time,
+                    conditional_appends_through_two_instances_win_each_version_once,
+                ],
+                processes: [
+                    processes_appending_conditionally_to_one_context_win_each_version_once,
+                    a_durable_registration_replays_what_another_process_just_committed,
+                    a_durable_name_active_in_another_process_is_refused_until_released,
+                    live_streams_receive_every_process_commits_in_order_as_committed_batches,
+                    query_snapshots_stay_consistent_while_another_process_appends,
+                ],
+            }
+
+            mod model {
+                #[allow(unused_imports)]
+                use super::super::*;
+
+                #[test]
+                fn the_store_agrees_with_the_reference_on_random_operations() {
+                    $crate::model::the_store_agrees_with_the_reference_on_random_operations(
+                        &$crate::persistent::Persistent::new(
+                            &$new_location,
+                            &$address,
+                            &$open,
+                            super::CHILD_PROCESS_MODULE,
+                        ),
+                        &$reference,
+                        $random_cases,
+                    );
+                }
+
+                #[test]
+                fn long_replays_keep_every_batch_whole_and_agree_with_the_reference() {
+                    $crate::model::long_replays_keep_every_batch_whole_and_agree_with_the_reference(
+                        &$crate::persistent::Persistent::new(
+                            &$new_location,
+                            &$address,
+                            &$open,
+                            super::CHILD_PROCESS_MODULE,
+                        ),
+                        &$reference,
+                    );
+                }
             }
         }
     };
@@ -239,11 +325,25 @@ macro_rules! persistent_conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __persistent_cases {
-    ($new_location:expr, $open:expr; $($case:ident),* $(,)?) => {
+    (
+        { $new_location:expr, $address:expr, $open:expr, $module_path:expr };
+        $($area:ident: [$($case:ident),* $(,)?]),* $(,)?
+    ) => {
         $(
-            #[test]
-            fn $case() {
-                $crate::persistent::$case(&$new_location, &$open);
+            mod $area {
+                #[allow(unused_imports)]
+                use super::super::*;
+                $(
+                    #[test]
+                    fn $case() {
+                        $crate::$area::$case(&$crate::persistent::Persistent::new(
+                            &$new_location,
+                            &$address,
+                            &$open,
+                            $module_path,
+                        ));
+                    }
+                )*
             }
         )*
     };

@@ -9,15 +9,12 @@ fn new_store() -> factstr_postgres::PostgresStore {
 
 factstr_conformance::conformance_tests!(new_store);
 
-/// A fresh schema is the place a PostgreSQL log lives in.
-fn new_location() -> String {
-    support::new_schema()
+// A schema is the place a PostgreSQL log lives in; its name is its
+// address. Few random runs: each one sets up a schema on the server.
+factstr_conformance::persistent_conformance_tests! {
+    new_location: support::new_schema,
+    address: String::clone,
+    open: support::store_in,
+    reference: factstr_memory::MemoryStore::new,
+    random_cases: 16,
 }
-
-// The persistent suite hands back a reference to what `new_location` made.
-#[allow(clippy::ptr_arg)]
-fn open_in(schema: &String) -> factstr_postgres::PostgresStore {
-    support::store_in(schema)
-}
-
-factstr_conformance::persistent_conformance_tests!(new_location, open_in);

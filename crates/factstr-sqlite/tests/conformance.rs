@@ -12,4 +12,10 @@ fn new_store() -> TemporaryStore {
 factstr_conformance::conformance_tests!(new_store);
 
 // A folder is the place a SQLite log lives in (its file `events.db`).
-factstr_conformance::persistent_conformance_tests!(common::new_folder, common::open_in);
+factstr_conformance::persistent_conformance_tests! {
+    new_location: common::new_folder,
+    address: common::database_address,
+    open: common::open_database,
+    reference: factstr_memory::MemoryStore::new,
+    random_cases: 48,
+}

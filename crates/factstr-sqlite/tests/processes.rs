@@ -1,8 +1,8 @@
-//! Several processes on one file: conditional appends stay atomic across
-//! them, a durable registration replays what another process committed
-//! just before, and a writer killed with SIGKILL loses nothing it
-//! acknowledged, leaves no partial batch and no durable cursor ahead of its
-//! handler.
+//! A writer killed with SIGKILL loses nothing it acknowledged, leaves no
+//! partial batch and no durable cursor (read from the file) ahead of its
+//! handler. The cases that several live processes on one file share with
+//! every persistent store are in the conformance suite
+//! (`tests/conformance.rs`).
 //!
 //! The child processes are this test binary again, running only
 //! `child_process` with `FACTSTR_SQLITE_TEST_CHILD` naming their role.
@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use factstr::{DurableStream, EventQuery, EventStore, EventStoreError, HandleStream, NewEvent};
+use factstr::{DurableStream, EventQuery, EventStore, HandleStream, NewEvent};
 use factstr_conformance::support::{Deliveries, sequence_numbers};
 use factstr_sqlite::{SqliteStore, SqliteStoreOptions};
 use serde_json::json;
@@ -26,11 +26,8 @@ const ROLE: &str = "FACTSTR_SQLITE_TEST_CHILD";
 const DATABASE: &str = "FACTSTR_SQLITE_TEST_DATABASE";
 const WORKER: &str = "FACTSTR_SQLITE_TEST_WORKER";
 
-const CONTENDING_PROCESSES: u64 = 4;
-const APPENDS_PER_PROCESS: u64 = 100;
 const CRASH_ROUNDS: usize = 5;
 const BATCH_SIZE: u64 = 5;
-const REPLAYED_BATCHES: u64 = 6;
 
 /// The entry point of every child; does nothing in a normal test run.
 #[test]
@@ -41,9 +38,7 @@ fn child_process() {
     let path = std::env::var(DATABASE).unwrap();
     let worker: u64 = std::env::var(WORKER).unwrap().parse().unwrap();
     match role.as_str() {
-        "append-if" => append_conditionally(Path::new(&path), worker),
         "crash" => append_until_killed(Path::new(&path), worker),
-        "append-batches" => append_batches(Path::new(&path), worker),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -71,117 +66,6 @@ fn spawn_child(role: &str, path: &Path, worker: u64) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Child: 100 conditional appends to the one shared context, each retried
-/// on conflict; every event names the version it was decided on.
-fn append_conditionally(path: &Path, worker: u64) {
-    let store = open_shared(path);
-    let context = EventQuery::for_event_types(["counter-incremented"]);
-    for cycle in 0..APPENDS_PER_PROCESS {
-        loop {
-            let seen = store.query(&context).unwrap().current_context_version;
-            let event = NewEvent::new(
-                "counter-incremented",
-                json!({"worker": worker, "cycle": cycle, "expected": seen}),
-            );
-            match store.append_if(vec![event], &context, seen) {
-                Ok(_) => break,
-                Err(EventStoreError::ConditionalAppendConflict { .. }) => {}
-                Err(error) => panic!("append_if failed in worker {worker}: {error}"),
-            }
-        }
-    }
-}
-
-#[test]
-fn processes_appending_conditionally_to_one_context_win_each_version_once() {
-    let folder = tempfile::tempdir().unwrap();
-    let path = common::database_in(&folder);
-    // The file does not exist yet: the children also race to create it.
-    let children: Vec<Child> = (0..CONTENDING_PROCESSES)
-        .map(|worker| spawn_child("append-if", &path, worker))
-        .collect();
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "a child failed: {output:?}");
-    }
-
-    let store = SqliteStore::open(&path).unwrap();
-    let records = store.query(&EventQuery::all()).unwrap().event_records;
-    let total = CONTENDING_PROCESSES * APPENDS_PER_PROCESS;
-    assert_eq!(sequence_numbers(&records), (1..=total).collect::<Vec<_>>());
-    for record in &records {
-        // Every event was decided on the version just before it, so each
-        // version was won exactly once.
-        let expected = record.payload["expected"].as_u64().unwrap_or(0);
-        assert_eq!(expected, record.sequence_number - 1, "{record:?}");
-    }
-    for worker in 0..CONTENDING_PROCESSES {
-        let appended = records
-            .iter()
-            .filter(|record| record.payload["worker"] == json!(worker))
-            .count() as u64;
-        assert_eq!(appended, APPENDS_PER_PROCESS, "worker {worker}");
-    }
-}
-
-/// Child: appends batches of 1, 2, ... `REPLAYED_BATCHES` events, then
-/// exits.
-fn append_batches(path: &Path, worker: u64) {
-    let store = open_shared(path);
-    for size in 1..=REPLAYED_BATCHES {
-        let batch = (0..size)
-            .map(|index| {
-                NewEvent::new(
-                    "from-child",
-                    json!({"worker": worker, "size": size, "index": index}),
-                )
-            })
-            .collect();
-        store.append(batch).unwrap();
-    }
-}
-
-#[test]
-fn a_durable_registration_replays_batches_another_process_committed_just_before() {
-    let folder = tempfile::tempdir().unwrap();
-    let path = common::database_in(&folder);
-    // Open first, so that this store last looked at the log before the
-    // child appended, and has had no chance to notice since.
-    let store = open_shared(&path);
-    store
-        .append(vec![NewEvent::new("from-parent", json!({}))])
-        .unwrap();
-    let child = spawn_child("append-batches", &path, 7);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "the child failed: {output:?}");
-
-    let replayed = Deliveries::new();
-    let _stream = store
-        .stream_all_durable(&DurableStream::new("replay"), replayed.handler())
-        .unwrap();
-    // Registration returned after the replay: the child's batches are in it,
-    // whole and in order.
-    let shapes: Vec<Vec<u64>> = replayed
-        .batches()
-        .iter()
-        .map(|batch| sequence_numbers(batch))
-        .collect();
-    let mut expected = vec![vec![1]];
-    let mut next = 2;
-    for size in 1..=REPLAYED_BATCHES {
-        expected.push((next..next + size).collect());
-        next += size;
-    }
-    assert_eq!(shapes, expected);
-    let from_child = replayed
-        .batches()
-        .concat()
-        .iter()
-        .filter(|record| record.event_type == "from-child")
-        .count() as u64;
-    assert_eq!(from_child, REPLAYED_BATCHES * (REPLAYED_BATCHES + 1) / 2);
 }
 
 /// Child: runs a durable stream that reports each batch it handles, and

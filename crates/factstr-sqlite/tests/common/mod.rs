@@ -40,9 +40,20 @@ pub(crate) fn new_folder() -> TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// A store on the database file in `folder`, opened with default options.
-pub(crate) fn open_in(folder: &TempDir) -> SqliteStore {
-    SqliteStore::open(database_in(folder)).unwrap()
+/// The address of a folder's log: the path of its file `events.db`.
+pub(crate) fn database_address(folder: &TempDir) -> String {
+    database_in(folder).to_str().unwrap().to_owned()
+}
+
+/// A store on the file at `path`. Generous with a busy database: in the
+/// cases across processes, four writers may queue for a while on a loaded
+/// machine.
+pub(crate) fn open_database(path: &str) -> SqliteStore {
+    SqliteStore::open_with(
+        path,
+        SqliteStoreOptions::default().busy_timeout(std::time::Duration::from_secs(60)),
+    )
+    .unwrap()
 }
 
 /// A path for a database file in `folder`.
