@@ -16,12 +16,110 @@
 //! sorted postings and merges segments in steps during later writes (an LSM
 //! tree), so an append writes a few new pages instead of one posting per
 //! term at scattered places of a B-tree.
+//!
+//! Even so, a segment costs about five pages (leaf, segment index,
+//! structure and averages records), against one or two for the event rows
+//! of a small append. So the index is written behind the log: the metadata
+//! key `payload_indexed_through` holds the sequence number through which
+//! it is written, and a commit that leaves [`UNINDEXED_EVENTS_LIMIT`] or
+//! more events after it writes all of them (their documents computed again
+//! from the stored payloads when an earlier commit left them out), in the
+//! same transaction as the events. Every read of the index adds the events
+//! after that sequence number as candidates (`plan::Source`), so a query
+//! or an `append_if` condition sees them as it sees indexed ones.
 
+use factstr::EventStoreError;
 use factstr::backend::fnv1a_64;
-use factstr::backend::sequence::to_stored;
-use rusqlite::{Connection, params};
+use factstr::backend::payload_terms::payload_terms;
+use factstr::backend::sequence::{from_stored, to_stored};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
 
+use crate::error::SqliteResultExt;
 use crate::sql;
+
+/// How many events may wait after the payload index before a commit
+/// writes them into it. Each query reading the index reads that many
+/// events at most on top; a single append saves about four pages in its
+/// commit (measured: 6.9 WAL frames per single append when indexed at
+/// once, 2.3 with this limit).
+pub(crate) const UNINDEXED_EVENTS_LIMIT: u64 = 32;
+
+/// The sequence number through which the payload index is written, when
+/// events after it are not (`None`: every event is indexed).
+pub(crate) fn unindexed_after(connection: &Connection) -> Result<Option<u64>, EventStoreError> {
+    let (indexed_through, last) = marks(connection)?;
+    Ok((indexed_through < last).then_some(indexed_through))
+}
+
+/// The sequence number through which the payload index is written.
+pub(crate) fn indexed_through(connection: &Connection) -> Result<u64, EventStoreError> {
+    Ok(marks(connection)?.0)
+}
+
+/// How far the payload index is written, and the last committed sequence
+/// number.
+fn marks(connection: &Connection) -> Result<(u64, u64), EventStoreError> {
+    let reading = "reading how far the payload index is written";
+    let (indexed_through, last) = connection
+        .prepare_cached(sql::SELECT_INDEXED_THROUGH)
+        .and_then(|mut statement| {
+            statement
+                .query_row([], |row| {
+                    Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?))
+                })
+                .optional()
+        })
+        .or_failed(reading)?
+        .unwrap_or((None, None));
+    let last = last.map_or(Ok(0), |last| from_stored(last, "sequence number"))?;
+    // Without the mark, nothing counts as indexed: slower, never wrong.
+    let indexed_through =
+        indexed_through.map_or(Ok(0), |indexed| from_stored(indexed, "payload index mark"))?;
+    Ok((indexed_through.min(last), last))
+}
+
+/// Records that the payload index is written through `sequence_number`.
+pub(crate) fn set_indexed_through(
+    connection: &Connection,
+    sequence_number: u64,
+) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(sql::SET_INDEXED_THROUGH)?
+        .execute([to_stored(sequence_number)])?;
+    Ok(())
+}
+
+/// Adds the documents of the stored events in `after < s <= through` to
+/// `documents`, computed from their payloads.
+pub(crate) fn add_stored_documents(
+    connection: &Connection,
+    after: u64,
+    through: u64,
+    documents: &mut IndexDocuments,
+) -> Result<(), EventStoreError> {
+    let reading = "reading payloads to index";
+    let mut statement = connection
+        .prepare_cached(sql::SELECT_PAYLOADS)
+        .or_failed(reading)?;
+    let mut rows = statement
+        .query(params![to_stored(after), to_stored(through)])
+        .or_failed(reading)?;
+    while let Some(row) = rows.next().or_failed(reading)? {
+        let sequence_number = from_stored(row.get(0).or_failed(reading)?, "sequence number")?;
+        let payload_text = row
+            .get_ref(1)
+            .and_then(|value| value.as_str().map_err(Into::into))
+            .or_failed(reading)?;
+        let payload: Value = serde_json::from_str(payload_text).map_err(|error| {
+            EventStoreError::backend(format!(
+                "event {sequence_number} does not hold JSON ({error}); the file may be corrupt"
+            ))
+        })?;
+        documents.push(sequence_number, &payload_terms(&payload));
+    }
+    Ok(())
+}
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -113,6 +211,18 @@ impl IndexDocuments {
         self.documents.push_str(documents);
         self.count += count;
         self.has_terms |= has_terms;
+    }
+
+    /// The sequence number of the first collected document.
+    pub(crate) fn first_sequence_number(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.first)
+    }
+
+    /// Adds the documents of `later`, which follow the collected ones.
+    pub(crate) fn append(&mut self, later: IndexDocuments) {
+        if let Some(first) = later.first_sequence_number() {
+            self.extend(first, later.count, &later.documents[1..], later.has_terms);
+        }
     }
 
     fn start_at(&mut self, first: u64) {

@@ -44,7 +44,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::error::SqliteResultExt;
-use crate::index::IndexDocuments;
+use crate::index::{self, IndexDocuments};
 
 /// The 0.5.x tables and their columns (name, declared type), in order.
 const TABLES: [(&str, &[(&str, &str)]); 4] = [
@@ -339,6 +339,8 @@ fn copy_events(
         }
     }
     write_index_documents(connection, &mut index_documents)?;
+    index::set_indexed_through(connection, sequence_number)
+        .or_failed("writing the payload index of the factstr 0.5.x events")?;
     Ok(sequence_number)
 }
 

@@ -51,10 +51,13 @@ enum SourceKind {
     /// Events of one type, from `factstr_events_by_type`.
     EventType(String),
     /// Events whose payload index document matches `expression` (one or
-    /// more tokens joined by `OR`), of `event_types` only when given.
+    /// more tokens joined by `OR`), of `event_types` only when given; and
+    /// every event (of those types) after `unindexed_after`, when the
+    /// newest events are not in the payload index yet.
     Tokens {
         expression: String,
         event_types: Option<Vec<String>>,
+        unindexed_after: Option<u64>,
     },
 }
 
@@ -65,6 +68,8 @@ pub(crate) fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, 
     };
     let mut sources = Sources::default();
     let mut scan = false;
+    // Read once, when a filter has payload predicates.
+    let mut unindexed: Option<Option<u64>> = None;
     for filter in filters {
         let types = filter.event_types.as_deref().map(distinct);
         if types.as_ref().is_some_and(Vec::is_empty) {
@@ -77,6 +82,10 @@ pub(crate) fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, 
                 Some(types) => sources.add_types(&types, true),
             }
             continue;
+        };
+        let unindexed_after = match unindexed {
+            Some(unindexed_after) => unindexed_after,
+            None => *unindexed.insert(index::unindexed_after(connection)?),
         };
         let term_sets: Vec<Vec<String>> = predicates.iter().map(payload_terms).collect();
         if term_sets.iter().any(Vec::is_empty) {
@@ -107,7 +116,9 @@ pub(crate) fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, 
         let mut tokens: Vec<String> = Vec::with_capacity(term_sets.len());
         let mut token_candidates = 0;
         for terms in &term_sets {
-            let Some((token, candidates)) = rarest_token(connection, terms, count_single)? else {
+            let Some((token, candidates)) =
+                rarest_token(connection, terms, count_single, unindexed_after.is_none())?
+            else {
                 // A term no event holds: this predicate matches nothing.
                 continue;
             };
@@ -131,6 +142,7 @@ pub(crate) fn plan(connection: &Connection, query: &EventQuery) -> Result<Plan, 
             SourceKind::Tokens {
                 expression: tokens.join(" OR "),
                 event_types: types,
+                unindexed_after,
             },
             false,
         );
@@ -165,12 +177,14 @@ impl Sources {
 
 /// The token of the term of `terms` held by the fewest events (counted up
 /// to [`POSTINGS_COUNT_CAP`]) and that count; `None` when some term is held
-/// by no event, so nothing can match. A single term is not counted unless
-/// `count_single` (its count is then 0).
+/// by no event, so nothing can match (known only when `all_indexed`: an
+/// event not in the payload index yet may hold it). A single term is not
+/// counted unless `count_single` (its count is then 0).
 fn rarest_token(
     connection: &Connection,
     terms: &[String],
     count_single: bool,
+    all_indexed: bool,
 ) -> Result<Option<(String, i64)>, EventStoreError> {
     if let [term] = terms
         && !count_single
@@ -181,7 +195,7 @@ fn rarest_token(
     for term in terms {
         let token = index::token(term);
         let count = token_postings(connection, &token)?;
-        if count == 0 {
+        if count == 0 && all_indexed {
             return Ok(None);
         }
         if rarest.as_ref().is_none_or(|(_, fewest)| count < *fewest) {
@@ -271,45 +285,131 @@ impl Source {
         limit: Option<usize>,
         mut visit: impl FnMut(u64) -> Result<bool, EventStoreError>,
     ) -> Result<(), EventStoreError> {
-        let reading = "reading indexed candidates";
-        let (after, through) = (to_stored(after), to_stored(through));
-        let limit = limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut limit = limit.unwrap_or(usize::MAX);
         let typed_sql;
-        let (statement_sql, key, event_types): (&str, &str, &[String]) = match &self.kind {
-            SourceKind::EventType(event_type) => (sql::type_candidates(direction), event_type, &[]),
+        let (statement_sql, key, event_types, unindexed_after): (
+            &str,
+            &str,
+            &[String],
+            Option<u64>,
+        ) = match &self.kind {
+            SourceKind::EventType(event_type) => {
+                (sql::type_candidates(direction), event_type, &[], None)
+            }
             SourceKind::Tokens {
                 expression,
                 event_types: None,
-            } => (sql::token_candidates(direction), expression, &[]),
+                unindexed_after,
+            } => (
+                sql::token_candidates(direction),
+                expression,
+                &[],
+                *unindexed_after,
+            ),
             SourceKind::Tokens {
                 expression,
                 event_types: Some(event_types),
+                unindexed_after,
             } => {
                 typed_sql = sql::token_candidates_of_types(direction, event_types.len());
-                (typed_sql.as_str(), expression, event_types)
+                (
+                    typed_sql.as_str(),
+                    expression,
+                    event_types,
+                    *unindexed_after,
+                )
             }
         };
-        let mut statement_params: Vec<&dyn ToSql> = Vec::with_capacity(4 + event_types.len());
-        statement_params.extend([&key as &dyn ToSql, &after, &through, &limit]);
-        statement_params.extend(
-            event_types
-                .iter()
-                .map(|event_type| event_type as &dyn ToSql),
-        );
-        let mut statement = connection
-            .prepare_cached(statement_sql)
-            .or_failed(reading)?;
-        let mut rows = statement
-            .query(statement_params.as_slice())
-            .or_failed(reading)?;
-        while let Some(row) = rows.next().or_failed(reading)? {
-            let sequence_number = rows::sequence_number(row.get(0).or_failed(reading)?)?;
-            if !visit(sequence_number)? {
+        // The events not in the payload index yet are all candidates:
+        // they come after the indexed ones.
+        let Some(indexed_through) = unindexed_after.filter(|&indexed| indexed < through) else {
+            visit_rows(
+                connection,
+                statement_sql,
+                Some(key),
+                (after, through),
+                event_types,
+                limit,
+                &mut visit,
+            )?;
+            return Ok(());
+        };
+        let indexed = (after, indexed_through.max(after));
+        let unindexed = (indexed_through.max(after), through);
+        let unindexed_sql = sql::unindexed_candidates(direction, event_types.len());
+        let (first, second) = match direction {
+            Direction::Ascending => (
+                (statement_sql, Some(key), indexed),
+                (unindexed_sql.as_str(), None, unindexed),
+            ),
+            Direction::Descending => (
+                (unindexed_sql.as_str(), None, unindexed),
+                (statement_sql, Some(key), indexed),
+            ),
+        };
+        for (statement_sql, key, range) in [first, second] {
+            if range.0 >= range.1 {
+                continue;
+            }
+            let (visited, stopped) = visit_rows(
+                connection,
+                statement_sql,
+                key,
+                range,
+                event_types,
+                limit,
+                &mut visit,
+            )?;
+            limit -= visited;
+            if stopped || limit == 0 {
                 break;
             }
         }
         Ok(())
     }
+}
+
+/// Runs a candidate read (`key` bound as `?1` when given, the bounds of
+/// `range` and the limit after it, then `event_types`) and calls `visit`
+/// with each sequence number; returns how many it visited and whether
+/// `visit` stopped the read.
+fn visit_rows(
+    connection: &Connection,
+    statement_sql: &str,
+    key: Option<&str>,
+    range: (u64, u64),
+    event_types: &[String],
+    limit: usize,
+    visit: &mut impl FnMut(u64) -> Result<bool, EventStoreError>,
+) -> Result<(usize, bool), EventStoreError> {
+    let reading = "reading indexed candidates";
+    let (after, through) = (to_stored(range.0), to_stored(range.1));
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement_params: Vec<&dyn ToSql> = Vec::with_capacity(4 + event_types.len());
+    if let Some(key) = &key {
+        statement_params.push(key as &dyn ToSql);
+    }
+    statement_params.extend([&after as &dyn ToSql, &through, &limit]);
+    statement_params.extend(
+        event_types
+            .iter()
+            .map(|event_type| event_type as &dyn ToSql),
+    );
+    let mut statement = connection
+        .prepare_cached(statement_sql)
+        .or_failed(reading)?;
+    let mut rows = statement
+        .query(statement_params.as_slice())
+        .or_failed(reading)?;
+    let mut visited = 0;
+    while let Some(row) = rows.next().or_failed(reading)? {
+        let sequence_number = rows::sequence_number(row.get(0).or_failed(reading)?)?;
+        visited += 1;
+        if !visit(sequence_number)? {
+            return Ok((visited, true));
+        }
+    }
+    Ok((visited, false))
 }
 
 /// The sorted, distinct candidates of all `sources` in `after < s <= through`.
@@ -416,6 +516,7 @@ mod tests {
                         kind: SourceKind::Tokens {
                             expression: tokens(&[r#""id"=7"#, r#""id"=8"#]),
                             event_types: types(&["a", "b"]),
+                            unindexed_after: None,
                         },
                         exact: false
                     },
@@ -423,6 +524,7 @@ mod tests {
                         kind: SourceKind::Tokens {
                             expression: tokens(&[r#""id"=9"#]),
                             event_types: None,
+                            unindexed_after: None,
                         },
                         exact: false
                     },
@@ -430,6 +532,7 @@ mod tests {
                         kind: SourceKind::Tokens {
                             expression: tokens(&[r#""id"=10"#]),
                             event_types: None,
+                            unindexed_after: None,
                         },
                         exact: false
                     }

@@ -20,8 +20,20 @@ use crate::legacy;
 use crate::options::{SqliteDurability, SqliteStoreOptions};
 
 /// The schema version this build writes and reads. Version 1 (never
-/// released) kept the payload index in a B-tree table of terms.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// released) kept the payload index in a B-tree table of terms; version 2
+/// indexed every event in its own commit, so its files are brought to
+/// version 3 on open by marking every event as indexed (see
+/// [`crate::index`]). A build reading version 2 only refuses version 3
+/// files, whose newest events it would not find through the index.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
+
+/// Brings a version 2 database to version 3: every event of a version 2
+/// file is in the payload index.
+const UPGRADE_FROM_2: &str = "
+INSERT OR REPLACE INTO factstr_metadata (key, value)
+    SELECT 'payload_indexed_through', COALESCE(MAX(sequence_number), 0) FROM factstr_events;
+UPDATE factstr_metadata SET value = '3' WHERE key = 'schema_version';
+";
 
 /// The value of the `format` key that marks a FACTSTR database.
 const FORMAT_MARKER: &str = "factstr-event-store";
@@ -82,7 +94,8 @@ CREATE TABLE IF NOT EXISTS factstr_durable_streams (
 ) WITHOUT ROWID;
 
 INSERT OR IGNORE INTO factstr_metadata (key, value)
-    VALUES ('format', 'factstr-event-store'), ('schema_version', '2');
+    VALUES ('format', 'factstr-event-store'), ('schema_version', '3'),
+           ('payload_indexed_through', '0');
 ";
 
 /// Opens (and when new, initialises) the database at `path` and returns the
@@ -123,6 +136,15 @@ pub(crate) fn open_writer_connection(
             with_05_log,
         } => {
             enable_wal(&connection, path, options.busy_timeout)?;
+            if with_05_log {
+                check_05_log_contained(&connection, path)?;
+            }
+        }
+        Layout::Factstr {
+            version: 2,
+            with_05_log,
+        } => {
+            initialise(&connection, path, options.busy_timeout)?;
             if with_05_log {
                 check_05_log_contained(&connection, path)?;
             }
@@ -310,8 +332,9 @@ fn unsupported_version(path: &Path, version: i64) -> EventStoreError {
     ))
 }
 
-/// Initialises a new file, or one holding only a factstr 0.5.x log: WAL
-/// mode, then the schema (and the copy of the 0.5.x log) inside one
+/// Initialises a new file, or one holding only a factstr 0.5.x log, or
+/// upgrades one of schema version 2: WAL mode, then the schema (and the
+/// copy of the 0.5.x log, or the upgrade) inside one
 /// `BEGIN IMMEDIATE` transaction, checking again under the write lock in
 /// case another process or thread initialised (or migrated) the file
 /// meanwhile.
@@ -344,6 +367,10 @@ fn initialise(
                 Ok(None)
             }
         }
+        Ok(Layout::Factstr { version: 2, .. }) => connection
+            .execute_batch(UPGRADE_FROM_2)
+            .or_failed("upgrading the schema from version 2")
+            .map(|()| None),
         Ok(Layout::Factstr { version, .. }) => Err(unsupported_version(path, version)),
         Err(error) => Err(error),
     };

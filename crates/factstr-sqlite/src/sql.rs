@@ -61,6 +61,19 @@ pub(crate) const TYPE_COUNT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM factstr
 pub(crate) const INSERT_INDEX_DOCUMENTS: &str = "INSERT INTO factstr_payload_index (rowid, terms) \
      SELECT ?1 + key, value FROM json_each(?2) WHERE value <> ''";
 
+/// The sequence number through which the payload index is written (see
+/// [`index`](crate::index)), and the last committed one (`NULL` when the
+/// log is empty).
+pub(crate) const SELECT_INDEXED_THROUGH: &str = "SELECT CAST(value AS INTEGER), \
+     (SELECT MAX(sequence_number) FROM factstr_events) \
+     FROM factstr_metadata WHERE key = 'payload_indexed_through'";
+/// Records that the payload index is written through `?1`.
+pub(crate) const SET_INDEXED_THROUGH: &str =
+    "UPDATE factstr_metadata SET value = ?1 WHERE key = 'payload_indexed_through'";
+/// The payloads of the events in `?1 < s <= ?2`, to be indexed.
+pub(crate) const SELECT_PAYLOADS: &str = "SELECT sequence_number, payload FROM factstr_events \
+     WHERE sequence_number > ?1 AND sequence_number <= ?2 ORDER BY sequence_number";
+
 pub(crate) const SELECT_DURABLE_STREAM: &str =
     "SELECT query, cursor FROM factstr_durable_streams WHERE name = ?1";
 pub(crate) const INSERT_DURABLE_STREAM: &str = "INSERT INTO factstr_durable_streams (name, query, cursor) VALUES (?1, ?2, 0) \
@@ -115,6 +128,32 @@ pub(crate) fn token_candidates_of_types(direction: Direction, types: usize) -> S
     sql.push_str(match direction {
         Direction::Ascending => ") ORDER BY factstr_payload_index.rowid LIMIT ?4",
         Direction::Descending => ") ORDER BY factstr_payload_index.rowid DESC LIMIT ?4",
+    });
+    sql
+}
+
+/// The sequence numbers of the events in `?1 < s <= ?2` (not in the
+/// payload index yet), at most `?3` of them, of the `types` event types
+/// bound from `?4` on when there are any.
+pub(crate) fn unindexed_candidates(direction: Direction, types: usize) -> String {
+    let mut sql = String::from(
+        "SELECT sequence_number FROM factstr_events \
+         WHERE sequence_number > ?1 AND sequence_number <= ?2",
+    );
+    if types > 0 {
+        sql.push_str(" AND event_type IN (");
+        for index in 0..types {
+            if index > 0 {
+                sql.push(',');
+            }
+            sql.push('?');
+            sql.push_str(&(index + 4).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(match direction {
+        Direction::Ascending => " ORDER BY sequence_number LIMIT ?3",
+        Direction::Descending => " ORDER BY sequence_number DESC LIMIT ?3",
     });
     sql
 }

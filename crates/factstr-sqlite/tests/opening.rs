@@ -104,7 +104,7 @@ fn refused_schema_version(version: &str) -> String {
 
 #[test]
 fn a_database_of_a_newer_schema_version_is_refused_and_left_unchanged() {
-    let message = refused_schema_version("3");
+    let message = refused_schema_version("4");
     assert!(message.contains("use a newer factstr-sqlite"), "{message}");
 }
 
@@ -112,6 +112,74 @@ fn a_database_of_a_newer_schema_version_is_refused_and_left_unchanged() {
 fn a_database_of_the_unreleased_first_schema_version_is_refused_and_left_unchanged() {
     let message = refused_schema_version("1");
     assert!(!message.contains("use a newer"), "{message}");
+}
+
+/// A file of schema version 2 (written by factstr-sqlite before the
+/// payload index was written behind the log) has every event in the payload
+/// index and no mark saying so; opening it records the mark and version 3,
+/// and its events are found by payload as before.
+#[test]
+fn a_database_of_schema_version_2_is_upgraded_on_open() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = common::database_in(&folder);
+    let account = |n: u64| serde_json::json!({ "account": format!("a{}", n % 5), "n": n });
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        // One batch larger than the unindexed tail may be: all indexed, as
+        // version 2 wrote every event.
+        let batch = (1..=40)
+            .map(|n| factstr::NewEvent::new("deposited", account(n)))
+            .collect();
+        store.append(batch).unwrap();
+    }
+    let metadata = |connection: &rusqlite::Connection, key: &str| {
+        connection
+            .query_row(
+                "SELECT value FROM factstr_metadata WHERE key = ?1",
+                [key],
+                |row| row.get::<_, String>(0),
+            )
+            .ok()
+    };
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(
+            metadata(&connection, "payload_indexed_through").as_deref(),
+            Some("40")
+        );
+        connection
+            .execute_batch(
+                "DELETE FROM factstr_metadata WHERE key = 'payload_indexed_through';
+                 UPDATE factstr_metadata SET value = '2' WHERE key = 'schema_version';",
+            )
+            .unwrap();
+    }
+
+    let store = SqliteStore::open(&path).unwrap();
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(
+            metadata(&connection, "schema_version").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            metadata(&connection, "payload_indexed_through").as_deref(),
+            Some("40")
+        );
+    }
+    store
+        .append(vec![factstr::NewEvent::new("deposited", account(41))])
+        .unwrap();
+    let query = EventQuery::all().with_filters([factstr::EventFilter::default()
+        .with_payload_predicates([serde_json::json!({ "account": "a1" })])]);
+    let found: Vec<u64> = store
+        .query(&query)
+        .unwrap()
+        .event_records
+        .iter()
+        .map(|record| record.sequence_number)
+        .collect();
+    assert_eq!(found, vec![1, 6, 11, 16, 21, 26, 31, 36, 41]);
 }
 
 #[test]

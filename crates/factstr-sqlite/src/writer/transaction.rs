@@ -9,8 +9,10 @@
 //! only its own writes; a group of one append without cursors needs none.
 //! A conditional append is checked against the stored log and the appends
 //! accepted before it in the group (whose events are written but not yet in
-//! the payload index). The payload index documents of the whole group are
-//! written after the last savepoint, as one FTS5 segment. Any other failure (beginning, reading the head, the index,
+//! the payload index). When the group leaves enough events after the
+//! payload index (see [`crate::index`]), their documents are written after
+//! the last savepoint, as one FTS5 segment, with the new mark. Any other
+//! failure (beginning, reading the head, the index,
 //! `COMMIT`, SQLite rolling the whole transaction back) fails every request
 //! of the group and publishes nothing: the guard rolls back and puts the
 //! cursors back.
@@ -28,7 +30,7 @@ use super::cursors::PendingCursorWrites;
 use super::guard::WriteTransaction;
 use super::request::{Answer, Reply, WriteRequest};
 use crate::error::SqliteResultExt;
-use crate::index::IndexDocuments;
+use crate::index::{self, IndexDocuments};
 use crate::rows::{self, PreparedBatch};
 use crate::{durable, read, sql};
 
@@ -89,6 +91,7 @@ impl<'a> GroupCommit<'a> {
     ) -> Result<(), EventStoreError> {
         let transaction = WriteTransaction::begin(self.connection, self.pending_cursors, cursors)?;
         let (last_sequence_number, last_commit_time) = read::last_committed(self.connection)?;
+        let indexed_through = index::indexed_through(self.connection)?;
         let mut head = Head {
             last_sequence_number,
             last_commit_time,
@@ -152,10 +155,37 @@ impl<'a> GroupCommit<'a> {
             transaction.roll_back();
             return Ok(());
         }
+        if head.last_sequence_number.saturating_sub(indexed_through)
+            >= index::UNINDEXED_EVENTS_LIMIT
+        {
+            self.index_through(indexed_through, head.last_sequence_number, documents)?;
+        }
+        transaction.commit()
+    }
+
+    /// Writes the payload index documents of the events in
+    /// `indexed_through < s <= last`, one segment: those `collected` in this
+    /// group as they are, the earlier ones computed from their stored
+    /// payloads; then moves the mark.
+    fn index_through(
+        &self,
+        indexed_through: u64,
+        last: u64,
+        collected: IndexDocuments,
+    ) -> Result<(), EventStoreError> {
+        let collected_from = collected.first_sequence_number().unwrap_or(last + 1);
+        let mut documents = IndexDocuments::new();
+        index::add_stored_documents(
+            self.connection,
+            indexed_through,
+            collected_from - 1,
+            &mut documents,
+        )?;
+        documents.append(collected);
         documents
             .write(self.connection)
-            .or_failed_on(self.connection, "writing the payload index")?;
-        transaction.commit()
+            .and_then(|()| index::set_indexed_through(self.connection, last))
+            .or_failed_on(self.connection, "writing the payload index")
     }
 
     /// Runs one request, inside a savepoint when `savepoints`, so that its
@@ -239,9 +269,9 @@ impl<'a> GroupCommit<'a> {
     }
 
     /// Adds the payload index documents of `appended` to those of the
-    /// group. The appends of a group take consecutive sequence numbers, so
-    /// they are normally all written in one statement; a gap (which the
-    /// group's bookkeeping rules out) writes what is collected first.
+    /// group. The appends of a group take consecutive sequence numbers; a
+    /// gap (which the group's bookkeeping rules out) drops what is
+    /// collected, to be computed again from the stored payloads.
     fn add_documents(
         &self,
         documents: &mut IndexDocuments,
@@ -253,9 +283,7 @@ impl<'a> GroupCommit<'a> {
             .next_sequence_number()
             .is_some_and(|next| next != appended.first)
         {
-            documents
-                .write(self.connection)
-                .or_failed_on(self.connection, "writing the payload index")?;
+            *documents = IndexDocuments::new();
         }
         documents.extend(
             appended.first,
