@@ -1,0 +1,2 @@
+//! An axum service on FACTSTR (being written).
+fn main() {}
