@@ -4,7 +4,7 @@
 //! 0.5.2 for the memory store, the bare engine for SQLite and PostgreSQL.
 //!
 //! ```text
-//! cargo run --release -p factstr-bench -- [--store memory|sqlite|postgres|all] [--side-by-side] [--quick] [--output FILE]
+//! cargo run --release -p factstr-bench -- [--store memory|sqlite|postgres|all] [--side-by-side] [--only WORKLOAD] [--quick] [--output FILE]
 //! ```
 //!
 //! Progress goes to stderr while it runs; the table goes to stdout and the
@@ -51,10 +51,11 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: factstr-bench [--store memory|sqlite|postgres|all] [--side-by-side] [--quick] [--output FILE]
+const USAGE: &str = "usage: factstr-bench [--store memory|sqlite|postgres|all] [--side-by-side] [--only WORKLOAD] [--quick] [--output FILE]
 
   --store         which store(s) to measure (default: all)
   --side-by-side  only the workloads that have a reference row (below)
+  --only          only one workload: append, query (with append_if), live or replay
   --quick         small sizes and short runs (under two minutes for all stores)
   --output        where to write the JSON results (default: bench-results/latest.json)
 
@@ -85,6 +86,7 @@ struct Options {
     stores: Vec<StoreKind>,
     quick: bool,
     side_by_side_only: bool,
+    only: Option<String>,
     output: PathBuf,
 }
 
@@ -94,6 +96,7 @@ impl Options {
             stores: StoreKind::ALL.to_vec(),
             quick: false,
             side_by_side_only: false,
+            only: None,
             output: PathBuf::from("bench-results/latest.json"),
         };
         let mut arguments = arguments.iter();
@@ -101,6 +104,15 @@ impl Options {
             match argument.as_str() {
                 "--quick" => options.quick = true,
                 "--side-by-side" => options.side_by_side_only = true,
+                "--only" => {
+                    let value = arguments.next().ok_or("--only needs a workload")?;
+                    if !["append", "query", "live", "replay"].contains(&value.as_str()) {
+                        return Err(format!(
+                            "unknown workload `{value}` (append, query, live, replay)"
+                        ));
+                    }
+                    options.only = Some(value.clone());
+                }
                 "--store" => {
                     let value = arguments.next().ok_or("--store needs a value")?;
                     options.stores = match value.as_str() {
@@ -124,7 +136,7 @@ impl Options {
 
 fn run(options: Options) -> Result<(), String> {
     let started = Instant::now();
-    let settings = Settings::new(options.quick, options.side_by_side_only);
+    let settings = Settings::new(options.quick, options.side_by_side_only, options.only);
     let mut measurements: Vec<Measurement> = Vec::new();
 
     let scratch = stores::Scratch::new()?;

@@ -54,14 +54,23 @@ const PUBLISHED_052_MEMORY: &str = "memory-0.5.2";
 pub(crate) struct Settings {
     quick: bool,
     side_by_side_only: bool,
+    /// Run only the workloads of this name (`append`, `query`, `live`,
+    /// `replay`; `query` includes `append_if` on the query logs).
+    only: Option<String>,
 }
 
 impl Settings {
-    pub(crate) fn new(quick: bool, side_by_side_only: bool) -> Self {
+    pub(crate) fn new(quick: bool, side_by_side_only: bool, only: Option<String>) -> Self {
         Self {
             quick,
             side_by_side_only,
+            only,
         }
+    }
+
+    /// Whether workloads named `workload` run (see `--only`).
+    fn includes(&self, workload: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == workload)
     }
 
     /// How long each throughput workload runs (each side of a pair).
@@ -139,7 +148,7 @@ pub(crate) fn run_all(
     let kind = factory.kind();
     let mut rows = Vec::new();
     for batch_size in [1, 10, 100, 1_000] {
-        if settings.runs(append_has_reference(kind, batch_size)) {
+        if settings.includes("append") && settings.runs(append_has_reference(kind, batch_size)) {
             rows.extend(append_alone(
                 factory,
                 settings,
@@ -148,7 +157,7 @@ pub(crate) fn run_all(
             )?);
         }
     }
-    if kind == StoreKind::Sqlite {
+    if kind == StoreKind::Sqlite && settings.includes("append") {
         for batch_size in [1, 100] {
             rows.extend(append_alone(
                 factory,
@@ -158,7 +167,7 @@ pub(crate) fn run_all(
             )?);
         }
     }
-    if settings.runs(false) {
+    if settings.includes("append") && settings.runs(false) {
         for batch_size in [1, 10, 100, 1_000] {
             rows.push(append(factory, settings, batch_size, 16)?);
         }
@@ -175,7 +184,9 @@ pub(crate) fn run_all(
         }
     }
     for &size in settings.log_sizes() {
-        if settings.runs(kind != StoreKind::Sqlite && size <= COMPARED_LOG_SIZE) {
+        if settings.includes("query")
+            && settings.runs(kind != StoreKind::Sqlite && size <= COMPARED_LOG_SIZE)
+        {
             rows.extend(query_on_log(factory, settings, size)?);
         }
     }
@@ -183,15 +194,18 @@ pub(crate) fn run_all(
         // PostgreSQL's single stream is the row the separate 0.5.2 program
         // (bench/factstr-052-postgres) is compared with.
         let compared = kind == StoreKind::Memory || (kind == StoreKind::Postgres && streams == 1);
-        if settings.runs(compared) {
+        if settings.includes("live") && settings.runs(compared) {
             rows.extend(live_latency(factory, settings, streams)?);
         }
     }
-    if kind == StoreKind::Postgres && settings.runs(false) {
+    if kind == StoreKind::Postgres && settings.includes("live") && settings.runs(false) {
         rows.push(live_latency_across_processes(factory, settings)?);
     }
     let mut bare_log = None;
     for batch_size in [10, 100] {
+        if !settings.includes("replay") {
+            break;
+        }
         rows.extend(durable_replay(
             factory,
             settings,

@@ -10,7 +10,7 @@ use factstr::{
     EventStream, HandleStream, NewEvent, QueryResult, StoreFuture,
 };
 
-use crate::log::{LogState, PreparedBatch};
+use crate::log::LogState;
 
 /// The in-memory event store: the semantic reference for every other store.
 ///
@@ -95,9 +95,8 @@ impl EventStore for MemoryStore {
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
         validation::validate_new_events(&new_events)?;
-        let batch = PreparedBatch::new(new_events);
         let mut state = self.shared.write();
-        self.shared.commit(&mut state, batch)
+        self.shared.commit(&mut state, new_events)
     }
 
     fn append_if(
@@ -111,11 +110,12 @@ impl EventStore for MemoryStore {
             context_query,
             expected_context_version,
         )?;
-        let condition = Condition::new(context_query, expected_context_version);
-        let batch = PreparedBatch::new(new_events);
         let mut state = self.shared.write();
-        condition.check(state.context_version(&condition.query))?;
-        self.shared.commit(&mut state, batch)
+        Condition::check_version(
+            expected_context_version,
+            state.context_version(context_query),
+        )?;
+        self.shared.commit(&mut state, new_events)
     }
 
     fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {
@@ -240,9 +240,9 @@ impl SharedLog {
     fn commit(
         &self,
         state: &mut LogState,
-        batch: PreparedBatch,
+        events: Vec<NewEvent>,
     ) -> Result<AppendResult, EventStoreError> {
-        let result = state.commit(batch)?;
+        let result = state.commit(events)?;
         self.dispatcher
             .publish_with(result.last_sequence_number, || state.committed(&result));
         Ok(result)

@@ -18,6 +18,9 @@ use crate::rows::{decode_batch_row, decode_head, decode_record, parse_payload, s
 use crate::schema::SchemaNames;
 use crate::where_clause::Candidates;
 
+/// The newest candidates a query reads for its context version; when all
+/// fail the matcher, [`newest_match`] reads on.
+const NEWEST_CANDIDATES: i64 = 4;
 /// Candidates fetched at first when looking for the newest match; each
 /// further round fetches four times as many, up to [`MAX_NEWEST_CANDIDATES`].
 const FIRST_NEWEST_CANDIDATES: i64 = 16;
@@ -35,15 +38,21 @@ impl Reader {
         Self { pool, names }
     }
 
-    /// The records matching `query` after its `min_sequence_number`, and the
-    /// context version, from one snapshot.
+    /// At most `limit` records (all with `None`) matching `query` after its
+    /// `min_sequence_number`, and the context version, from one snapshot.
     ///
-    /// One statement returns the log's head and the candidate rows after the
-    /// cursor. When no candidate matches, the newest match is looked for at
-    /// or below both the cursor and that head: the log is append-only and its
-    /// visible part is always a gapless prefix, so rows up to the head read
-    /// later are exactly the rows of that snapshot.
-    pub(crate) async fn query(&self, query: &EventQuery) -> Result<QueryResult, EventStoreError> {
+    /// One statement returns the log's head, the first `limit` candidate
+    /// rows after the cursor and the newest candidates of the whole log, so a
+    /// query costs one round trip. Only when candidates fail the shared
+    /// matcher (jsonb containment lets through a few rows that do not match)
+    /// do further statements read on, bounded by that head: the log is
+    /// append-only and its visible part is always a gapless prefix, so rows
+    /// up to the head read later are exactly the rows of that snapshot.
+    pub(crate) async fn query(
+        &self,
+        query: &EventQuery,
+        limit: Option<usize>,
+    ) -> Result<QueryResult, EventStoreError> {
         let Some(candidates) = Candidates::of(query) else {
             return Ok(QueryResult {
                 event_records: Vec::new(),
@@ -54,7 +63,9 @@ impl Reader {
         let candidates = &candidates;
         self.read("query failed", |mut connection| {
             Box::pin(async move {
-                let result = self.query_on(&mut connection, query, candidates).await;
+                let result = self
+                    .query_on(&mut connection, query, candidates, limit)
+                    .await;
                 (connection, result)
             })
         })
@@ -66,47 +77,146 @@ impl Reader {
         connection: &mut PgConnection,
         query: &EventQuery,
         candidates: &Candidates,
+        limit: Option<usize>,
     ) -> Result<QueryResult, sqlx::Error> {
         let after = query.min_sequence_number.unwrap_or(0);
+        let limit = limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        // Without payload predicates the payload cannot change the decision.
+        let newest_payload = if candidates.is_exact() {
+            "NULL::text"
+        } else {
+            "payload::text"
+        };
+        // Parts: 0 the head, 1 the records after the cursor, 2 the newest
+        // candidates (for the context version).
         let sql = format!(
-            "SELECT h.head, e.sequence_number, e.occurred_at, e.event_type, e.payload \
-             FROM (SELECT MAX(sequence_number) AS head FROM {events}) AS h \
-             LEFT JOIN (SELECT sequence_number, occurred_at, event_type, payload::text AS payload \
-                        FROM {events} WHERE sequence_number > $1 AND {condition}) AS e ON TRUE \
-             ORDER BY e.sequence_number",
+            "SELECT 0 AS part, MAX(sequence_number) AS sequence_number, \
+                    NULL::timestamptz AS occurred_at, NULL::text AS event_type, NULL::text AS payload \
+             FROM {events} \
+             UNION ALL (SELECT 1, sequence_number, occurred_at, event_type, payload::text \
+                        FROM {events} WHERE sequence_number > $1 AND {condition} \
+                        ORDER BY sequence_number LIMIT $2) \
+             UNION ALL (SELECT 2, sequence_number, NULL, event_type, {newest_payload} \
+                        FROM {events} WHERE {condition} \
+                        ORDER BY sequence_number DESC LIMIT $3)",
             events = self.names.events(),
-            condition = candidates.condition(2),
+            condition = candidates.condition(4),
         );
         let rows = candidates
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_stored(after)))
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(to_stored(after))
+                    .bind(limit)
+                    .bind(NEWEST_CANDIDATES),
+            )
             .fetch_all(&mut *connection)
             .await?;
         let mut head = None;
-        let mut event_records = Vec::new();
+        let mut candidate_rows = Vec::new();
+        let mut newest = Vec::new();
         for row in &rows {
-            head = decode_head(row)?;
-            let Some(record) = decode_record(row, 1)? else {
-                continue;
-            };
-            if query.matches_record(&record) {
-                event_records.push(record);
+            match row.try_get::<i32, _>(0)? {
+                0 => {
+                    head = row
+                        .try_get::<Option<i64>, _>(1)?
+                        .map(|head| stored_number(head, "sequence number"))
+                        .transpose()?;
+                }
+                1 => candidate_rows.extend(decode_record(row, 1)?),
+                _ => {
+                    let sequence_number = stored_number(row.try_get(1)?, "sequence number")?;
+                    newest.push((sequence_number, row.try_get(3)?, row.try_get(4)?));
+                }
+            }
+        }
+        let Some(head) = head else {
+            return Ok(QueryResult {
+                event_records: Vec::new(),
+                last_returned_sequence_number: None,
+                current_context_version: None,
+            });
+        };
+        candidate_rows.sort_by_key(|record| record.sequence_number);
+        let read = candidate_rows.len();
+        let last_candidate = candidate_rows.last().map(|record| record.sequence_number);
+        let mut event_records: Vec<EventRecord> = candidate_rows
+            .into_iter()
+            .filter(|record| query.matches_record(record))
+            .collect();
+        // Candidates the matcher refused left the page short: read on.
+        if let (Some(limit), Some(mut last)) = (limit, last_candidate) {
+            let count = |records: usize| i64::try_from(records).unwrap_or(i64::MAX);
+            let mut full = count(read) >= limit;
+            while full && count(event_records.len()) < limit && last < head {
+                let wanted = limit - count(event_records.len());
+                let more = self
+                    .candidates_between(connection, candidates, last, head, Some(wanted))
+                    .await?;
+                full = count(more.len()) >= wanted;
+                let Some(newest_read) = more.last() else {
+                    break;
+                };
+                last = newest_read.0.sequence_number;
+                event_records.extend(
+                    more.into_iter()
+                        .map(|(record, _)| record)
+                        .filter(|record| query.matches_record(record)),
+                );
             }
         }
         let last_returned_sequence_number =
             event_records.last().map(|record| record.sequence_number);
-        let current_context_version = match (last_returned_sequence_number, head) {
-            (Some(last), _) => Some(last),
-            (None, None) => None,
-            (None, Some(head)) => {
-                let bound = to_stored(head.min(after));
-                newest_match(connection, &self.names, candidates, query, bound).await?
-            }
+        newest.sort_by_key(|&(sequence_number, _, _)| std::cmp::Reverse(sequence_number));
+        let current_context_version = match newest_match_among(query, &newest)? {
+            Some(version) => Some(version),
+            None => match newest.last() {
+                Some(&(oldest, _, _)) if newest.len() as i64 >= NEWEST_CANDIDATES => {
+                    let bound = to_stored(oldest.min(head).saturating_sub(1));
+                    newest_match(connection, &self.names, candidates, query, bound).await?
+                }
+                _ => None,
+            },
         };
         Ok(QueryResult {
             event_records,
             last_returned_sequence_number,
             current_context_version,
         })
+    }
+
+    /// The candidate rows after `after` up to `through`, at most `limit`,
+    /// with the last sequence number of their batch.
+    async fn candidates_between(
+        &self,
+        connection: &mut PgConnection,
+        candidates: &Candidates,
+        after: u64,
+        through: u64,
+        limit: Option<i64>,
+    ) -> Result<Vec<(EventRecord, u64)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT sequence_number, batch_last_sequence_number, occurred_at, event_type, payload::text \
+             FROM {events} WHERE sequence_number > $1 AND sequence_number <= $2 AND {condition} \
+             ORDER BY sequence_number LIMIT $3",
+            events = self.names.events(),
+            condition = candidates.condition(4),
+        );
+        let rows = candidates
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(to_stored(after))
+                    .bind(to_stored(through))
+                    .bind(limit),
+            )
+            .fetch_all(&mut *connection)
+            .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(record) = decode_batch_row(row, 0)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
     }
 
     /// Committed batches after `after` up to `through`, whole batches only,
@@ -196,7 +306,13 @@ impl Reader {
                 if batch_end > last_sequence_number {
                     // The page ends inside a batch: read the rest of it.
                     let rest = self
-                        .batch_rest(connection, candidates, last_sequence_number, batch_end)
+                        .candidates_between(
+                            connection,
+                            candidates,
+                            last_sequence_number,
+                            batch_end,
+                            None,
+                        )
                         .await?;
                     records.extend(rest);
                 }
@@ -208,37 +324,6 @@ impl Reader {
             batches: group_into_batches(records),
             scanned_through,
         })
-    }
-
-    async fn batch_rest(
-        &self,
-        connection: &mut PgConnection,
-        candidates: &Candidates,
-        after: u64,
-        through: u64,
-    ) -> Result<Vec<(EventRecord, u64)>, sqlx::Error> {
-        let sql = format!(
-            "SELECT sequence_number, batch_last_sequence_number, occurred_at, event_type, payload::text \
-             FROM {events} WHERE sequence_number > $1 AND sequence_number <= $2 AND {condition} \
-             ORDER BY sequence_number",
-            events = self.names.events(),
-            condition = candidates.condition(3),
-        );
-        let rows = candidates
-            .bind(
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(to_stored(after))
-                    .bind(to_stored(through)),
-            )
-            .fetch_all(&mut *connection)
-            .await?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(record) = decode_batch_row(row, 0)? {
-                records.push(record);
-            }
-        }
-        Ok(records)
     }
 
     /// The greatest sequence number in the log, 0 when it is empty.
@@ -299,6 +384,24 @@ impl Reader {
 /// A read on a pooled connection that hands the connection back.
 type ReadFuture<'a, T> =
     Pin<Box<dyn Future<Output = (PoolConnection<Postgres>, Result<T, sqlx::Error>)> + Send + 'a>>;
+
+/// The first of `rows` (sequence number, event type, payload if needed;
+/// newest first) the shared matcher accepts.
+pub(crate) fn newest_match_among(
+    query: &EventQuery,
+    rows: &[(u64, String, Option<String>)],
+) -> Result<Option<u64>, sqlx::Error> {
+    for (sequence_number, event_type, payload) in rows {
+        let payload = match payload {
+            Some(text) => parse_payload(*sequence_number, text)?,
+            None => Value::Null,
+        };
+        if query.matches(event_type, &payload) {
+            return Ok(Some(*sequence_number));
+        }
+    }
+    Ok(None)
+}
 
 /// Walks the candidates downwards from `bound` until the shared matcher
 /// accepts one.

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use factstr::backend::{CommittedLog, Condition, StreamDispatcher, validation};
 use factstr::{
-    AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
-    HandleStream, NewEvent, QueryResult,
+    AppendResult, AsyncEventStore, DurableStream, EventQuery, EventStore, EventStoreError,
+    EventStream, HandleStream, NewEvent, QueryResult, StoreFuture,
 };
 use sqlx::postgres::PgConnectOptions;
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
-use crate::bridge::run_on;
+use crate::bridge::{StoreWork, run_on, spawned, wait};
 use crate::committed_log::PostgresLog;
 use crate::connect::{DatabaseToCreate, parse_url};
 use crate::durable::DurableStreams;
@@ -39,10 +39,12 @@ const CLOSE_CURSOR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// # Implementation
 ///
-/// The trait is synchronous; the store owns a small tokio runtime (threads
-/// it starts) and runs every database operation there, handing the result
-/// back over a channel. So its methods work from any thread, including from
-/// inside another tokio runtime and from stream handlers, and never call
+/// The store owns a small tokio runtime (threads it starts) and runs every
+/// database operation there. The async API ([`AsyncEventStore`]) awaits
+/// that work without blocking the caller's runtime, whatever its flavour;
+/// the sync API ([`EventStore`]) is the same work, waited for on the
+/// calling thread. So both work from any thread, including from inside
+/// another tokio runtime and from stream handlers, and never call
 /// `block_on` on the caller's thread. Appends go to one writer task that
 /// commits the appends waiting at the same moment in one transaction under
 /// a transaction-scoped advisory lock, and hands each committed batch to the
@@ -167,26 +169,126 @@ impl PostgresStore {
             .checked_handler(&self.handle, durable_stream.name(), handle)
     }
 
+    /// Reads at most `limit` records (all with `None`) of `event_query`.
+    fn read_query(&self, event_query: &EventQuery, limit: Option<usize>) -> StoreWork<QueryResult> {
+        let valid = validation::validate_query(event_query)
+            .and_then(|()| limit.map_or(Ok(()), validation::validate_page_limit));
+        if let Err(error) = valid {
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        let reader = self.reader.clone();
+        let query = event_query.clone();
+        spawned(
+            &self.handle,
+            async move { reader.query(&query, limit).await },
+        )
+    }
+
+    fn submit_append(&self, new_events: Vec<NewEvent>) -> StoreWork<AppendResult> {
+        let batch = validation::validate_new_events(&new_events)
+            .and_then(|()| PreparedBatch::new(new_events));
+        match batch {
+            Ok(batch) => self.appends.submit(batch, None),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn submit_append_if(
+        &self,
+        new_events: Vec<NewEvent>,
+        context_query: &EventQuery,
+        expected_context_version: Option<u64>,
+    ) -> StoreWork<AppendResult> {
+        let batch = validation::validate_conditional_append(
+            &new_events,
+            context_query,
+            expected_context_version,
+        )
+        .and_then(|()| PreparedBatch::new(new_events));
+        match batch {
+            Ok(batch) => self.appends.submit(
+                batch,
+                Some(Condition::new(context_query, expected_context_version)),
+            ),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
     /// Publishes every batch committed before now (see
     /// `Publication::catch_up`).
-    fn publish_committed(&self) -> Result<(), EventStoreError> {
-        run_on(&self.handle, self.publication.catch_up())
+    fn publish_committed(&self) -> StoreWork<()> {
+        spawned(&self.handle, self.publication.catch_up())
     }
 
     /// Publishes what was committed before a live stream registers. Best
     /// effort: while the database is unreachable the stream starts after
     /// what was published so far.
-    fn start_live_stream(&self) {
-        if let Err(error) = self.publish_committed() {
-            tracing::warn!(%error, "a live stream starts after the batches published so far");
+    fn start_live_stream(&self) -> impl Future<Output = ()> + Send + 'static {
+        let published = self.publish_committed();
+        async move {
+            if let Err(error) = published.await {
+                tracing::warn!(%error, "a live stream starts after the batches published so far");
+            }
         }
     }
 
-    fn run<T: Send + 'static>(
-        &self,
-        work: impl Future<Output = Result<T, EventStoreError>> + Send + 'static,
-    ) -> Result<T, EventStoreError> {
-        run_on(&self.handle, work)
+    /// Registers a live stream (of the events matching `event_query`, or of
+    /// every event) once what was committed before is published.
+    fn register_live<'a>(
+        &'a self,
+        event_query: Option<&'a EventQuery>,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        if let Some(Err(error)) = event_query.map(validation::validate_stream_query) {
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        let published = self.start_live_stream();
+        Box::pin(async move {
+            published.await;
+            match event_query {
+                None => self.dispatcher.stream_all(self.committed_log(), handle),
+                Some(query) => self
+                    .dispatcher
+                    .stream_to(self.committed_log(), query, handle),
+            }
+        })
+    }
+
+    /// Registers a durable stream once what was committed before is
+    /// published, and completes when its replay has finished.
+    fn register_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        event_query: Option<&'a EventQuery>,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        let published = self.publish_committed();
+        Box::pin(async move {
+            published.await?;
+            let handle = self.claim_checked(durable_stream, handle);
+            // Claiming the name and reading the cursor wait for the
+            // database on this thread (the dispatcher's registration is
+            // synchronous, and it tells a stream re-registering from its own
+            // handler by the thread). On a multi-thread runtime the worker's
+            // other tasks move to another thread meanwhile; a current-thread
+            // runtime waits, as it would for any blocking call, while the
+            // work runs on the store's runtime. The replay is awaited.
+            let start = || {
+                self.dispatcher.start_durable(
+                    self.committed_log(),
+                    durable_stream,
+                    event_query,
+                    handle,
+                )
+            };
+            let registration = match Handle::try_current() {
+                Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(start)
+                }
+                _ => start(),
+            }?;
+            registration.replayed().await
+        })
     }
 }
 
@@ -197,7 +299,7 @@ impl Drop for PostgresStore {
         // their locks through the runtime, which must still be running.
         self.dispatcher.close();
         let durable = self.durable.clone();
-        let written = self.run(async move {
+        let written = run_on(&self.handle, async move {
             tokio::time::timeout(CLOSE_CURSOR_WRITE_TIMEOUT, durable.close_all())
                 .await
                 .unwrap_or_else(|_| {
@@ -226,17 +328,22 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// The sync API: the async operations, waited for on the calling thread.
 impl EventStore for PostgresStore {
     fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError> {
-        validation::validate_query(event_query)?;
-        let reader = self.reader.clone();
-        let query = event_query.clone();
-        self.run(async move { reader.query(&query).await })
+        wait(self.read_query(event_query, None))
+    }
+
+    fn query_page(
+        &self,
+        event_query: &EventQuery,
+        limit: usize,
+    ) -> Result<QueryResult, EventStoreError> {
+        wait(self.read_query(event_query, Some(limit)))
     }
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
-        validation::validate_new_events(&new_events)?;
-        self.appends.submit(PreparedBatch::new(new_events)?, None)
+        wait(self.submit_append(new_events))
     }
 
     fn append_if(
@@ -245,21 +352,11 @@ impl EventStore for PostgresStore {
         context_query: &EventQuery,
         expected_context_version: Option<u64>,
     ) -> Result<AppendResult, EventStoreError> {
-        validation::validate_conditional_append(
-            &new_events,
-            context_query,
-            expected_context_version,
-        )?;
-        let batch = PreparedBatch::new(new_events)?;
-        self.appends.submit(
-            batch,
-            Some(Condition::new(context_query, expected_context_version)),
-        )
+        wait(self.submit_append_if(new_events, context_query, expected_context_version))
     }
 
     fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {
-        self.start_live_stream();
-        self.dispatcher.stream_all(self.committed_log(), handle)
+        wait(self.register_live(None, handle))
     }
 
     fn stream_to(
@@ -267,10 +364,7 @@ impl EventStore for PostgresStore {
         event_query: &EventQuery,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
-        validation::validate_stream_query(event_query)?;
-        self.start_live_stream();
-        self.dispatcher
-            .stream_to(self.committed_log(), event_query, handle)
+        wait(self.register_live(Some(event_query), handle))
     }
 
     fn stream_all_durable(
@@ -278,7 +372,7 @@ impl EventStore for PostgresStore {
         durable_stream: &DurableStream,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
-        self.publish_committed()?;
+        wait(self.publish_committed())?;
         let handle = self.claim_checked(durable_stream, handle);
         self.dispatcher
             .stream_all_durable(self.committed_log(), durable_stream, handle)
@@ -290,9 +384,68 @@ impl EventStore for PostgresStore {
         event_query: &EventQuery,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
-        self.publish_committed()?;
+        wait(self.publish_committed())?;
         let handle = self.claim_checked(durable_stream, handle);
         self.dispatcher
             .stream_to_durable(self.committed_log(), durable_stream, event_query, handle)
+    }
+}
+
+/// The async API: database work runs on the store's runtime and is awaited,
+/// so no method blocks the caller's runtime worker on the database, except
+/// the claim of a durable stream (see `register_durable`).
+impl AsyncEventStore for PostgresStore {
+    fn query<'a>(&'a self, event_query: &'a EventQuery) -> StoreFuture<'a, QueryResult> {
+        self.read_query(event_query, None)
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        limit: usize,
+    ) -> StoreFuture<'a, QueryResult> {
+        self.read_query(event_query, Some(limit))
+    }
+
+    fn append(&self, new_events: Vec<NewEvent>) -> StoreFuture<'_, AppendResult> {
+        self.submit_append(new_events)
+    }
+
+    fn append_if<'a>(
+        &'a self,
+        new_events: Vec<NewEvent>,
+        context_query: &'a EventQuery,
+        expected_context_version: Option<u64>,
+    ) -> StoreFuture<'a, AppendResult> {
+        self.submit_append_if(new_events, context_query, expected_context_version)
+    }
+
+    fn stream_all(&self, handle: HandleStream) -> StoreFuture<'_, EventStream> {
+        self.register_live(None, handle)
+    }
+
+    fn stream_to<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        self.register_live(Some(event_query), handle)
+    }
+
+    fn stream_all_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        self.register_durable(durable_stream, None, handle)
+    }
+
+    fn stream_to_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        event_query: &'a EventQuery,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        self.register_durable(durable_stream, Some(event_query), handle)
     }
 }

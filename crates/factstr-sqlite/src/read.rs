@@ -66,34 +66,85 @@ pub(crate) fn query(
     connection: &Connection,
     query: &EventQuery,
 ) -> Result<QueryResult, EventStoreError> {
+    query_page(connection, query, usize::MAX)
+}
+
+/// The first `limit` records of `query` after its `min_sequence_number`,
+/// with the context version of its filters. Reads no event past the page:
+/// a scan stops at the page's last match, and indexed candidates are read
+/// `limit` at a time per source.
+pub(crate) fn query_page(
+    connection: &Connection,
+    query: &EventQuery,
+    limit: usize,
+) -> Result<QueryResult, EventStoreError> {
     let after = query.min_sequence_number.unwrap_or(0);
     let plan = plan(connection, query)?;
     let mut event_records = Vec::new();
+    // Whether every candidate after the cursor was decided.
+    let mut decided_all = true;
     match &plan {
         Plan::Nothing => {}
         Plan::Everything | Plan::Scan => {
-            scan_ascending(connection, after, u64::MAX, None, |event| {
-                if matches!(plan, Plan::Everything) || query.matches_record(&event.record) {
-                    event_records.push(event.record);
-                }
-                Ok(())
-            })?;
+            let everything = matches!(plan, Plan::Everything);
+            scan_ascending(
+                connection,
+                after,
+                u64::MAX,
+                everything.then_some(limit),
+                |event| {
+                    if everything || query.matches_record(&event.record) {
+                        event_records.push(event.record);
+                    }
+                    Ok(event_records.len() < limit)
+                },
+            )?;
+            decided_all = event_records.len() < limit;
         }
         Plan::Indexed(sources) => {
-            let candidates = union_of_candidates(connection, sources, after, u64::MAX)?;
-            for sequence_number in candidates {
-                let event = load_event(connection, sequence_number)?;
-                if query.matches_record(&event.record) {
-                    event_records.push(event.record);
+            let mut from = after;
+            loop {
+                // Each source's next `limit` candidates; the union is
+                // complete up to the smallest last candidate of a source
+                // that filled its share.
+                let mut candidates = Vec::new();
+                let mut complete_through = u64::MAX;
+                for source in sources {
+                    let read = source.candidates(connection, from, u64::MAX, Some(limit))?;
+                    if read.len() >= limit
+                        && let Some(&last) = read.last()
+                    {
+                        complete_through = complete_through.min(last);
+                    }
+                    candidates.extend(read);
                 }
+                candidates.retain(|&sequence_number| sequence_number <= complete_through);
+                for sequence_number in sorted_distinct(candidates) {
+                    let event = load_event(connection, sequence_number)?;
+                    if query.matches_record(&event.record) {
+                        event_records.push(event.record);
+                        if event_records.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                if event_records.len() == limit {
+                    decided_all = false;
+                    break;
+                }
+                if complete_through == u64::MAX {
+                    break;
+                }
+                from = complete_through;
             }
         }
     }
     let last_returned_sequence_number = event_records.last().map(|record| record.sequence_number);
-    // Every candidate after the cursor was decided above, so the newest
-    // returned record, if any, is the newest match.
     let current_context_version = match last_returned_sequence_number {
-        Some(last) => Some(last),
+        // Every candidate after the cursor was decided, so the newest
+        // returned record is the newest match.
+        Some(last) if decided_all => Some(last),
+        Some(_) => newest_match(connection, &plan, query, u64::MAX)?,
         None => newest_match(connection, &plan, query, after)?,
     };
     Ok(QueryResult {
@@ -153,7 +204,7 @@ pub(crate) fn read_committed_batches(
                 if matches(&event) {
                     events.push(event);
                 }
-                Ok(())
+                Ok(true)
             })?;
             if read >= limit
                 && let Some((last_read, batch_last)) = last
@@ -164,7 +215,7 @@ pub(crate) fn read_committed_batches(
                     if matches(&event) {
                         events.push(event);
                     }
-                    Ok(())
+                    Ok(true)
                 })?;
                 scanned_through = end;
             }
@@ -287,13 +338,13 @@ fn newest_match(
 }
 
 /// Calls `each` with every event in `after < s <= through`, ascending, at
-/// most `limit` of them.
+/// most `limit` of them, until it returns `false`.
 fn scan_ascending(
     connection: &Connection,
     after: u64,
     through: u64,
     limit: Option<usize>,
-    mut each: impl FnMut(StoredEvent) -> Result<(), EventStoreError>,
+    mut each: impl FnMut(StoredEvent) -> Result<bool, EventStoreError>,
 ) -> Result<(), EventStoreError> {
     let reading = "reading events";
     let limit = limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
@@ -304,7 +355,9 @@ fn scan_ascending(
         .query(params![to_stored(after), to_stored(through), limit])
         .or_failed(reading)?;
     while let Some(row) = rows.next().or_failed(reading)? {
-        each(decode_event(row)?)?;
+        if !each(decode_event(row)?)? {
+            break;
+        }
     }
     Ok(())
 }
@@ -492,6 +545,30 @@ mod tests {
                 context_version(&connection, &event_query).unwrap(),
                 expected.last().copied(),
                 "{event_query:?}"
+            );
+            // Pages read through the same plans agree with the whole query.
+            let limit = 1 + round % 4;
+            let mut cursor_query = event_query.clone();
+            cursor_query.min_sequence_number = expected.get(round % 3).copied();
+            let page = query_page(&connection, &cursor_query, limit).unwrap();
+            let after = cursor_query.min_sequence_number.unwrap_or(0);
+            let wanted: Vec<u64> = expected
+                .iter()
+                .copied()
+                .filter(|&sequence_number| sequence_number > after)
+                .take(limit)
+                .collect();
+            let paged: Vec<u64> = page
+                .event_records
+                .iter()
+                .map(|record| record.sequence_number)
+                .collect();
+            assert_eq!(paged, wanted, "{cursor_query:?} limit {limit}");
+            assert_eq!(page.last_returned_sequence_number, wanted.last().copied());
+            assert_eq!(
+                page.current_context_version,
+                expected.last().copied(),
+                "{cursor_query:?} limit {limit}"
             );
         }
         // The generated predicates do match something.

@@ -1,16 +1,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use factstr::backend::{CommittedLog, Condition, StreamDispatcher, validation};
+use factstr::backend::{CommittedLog, Condition, StreamDispatcher, StreamStopSignal, validation};
 use factstr::{
-    AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
-    HandleStream, NewEvent, QueryResult,
+    AppendResult, AsyncEventStore, DurableStream, EventQuery, EventStore, EventStoreError,
+    EventStream, HandleStream, NewEvent, QueryResult, StoreFuture,
 };
 
 use crate::committed_log::SqliteLog;
 use crate::error::SqliteResultExt;
 use crate::options::SqliteStoreOptions;
-use crate::readers::ReaderPool;
+use crate::readers::{ReadThreads, ReaderPool};
 use crate::rows::PreparedBatch;
 use crate::writer::Writer;
 use crate::{read, schema};
@@ -19,7 +19,7 @@ use crate::{read, schema};
 /// threads and processes.
 ///
 /// Open it with [`SqliteStore::open`] or [`SqliteStore::open_with`]; use it
-/// through [`EventStore`]. Dropping the store stops its streams, writes
+/// through [`EventStore`] or, in async code, [`AsyncEventStore`]. Dropping the store stops its streams, writes
 /// pending durable cursors and closes the file.
 ///
 /// # Implementation
@@ -33,7 +33,10 @@ use crate::{read, schema};
 /// batch is handed to the shared stream dispatcher in commit order, then the
 /// callers are answered. Queries and stream reads use their own connections
 /// and never wait for the writer; a query reads its records and context
-/// version in one read transaction. Other processes may open the same file:
+/// version in one read transaction; a page ([`EventStore::query_page`])
+/// reads no further than its last record. The async API hands appends to
+/// the writer thread and reads to a few read threads and awaits their
+/// answers, so no runtime worker waits on SQLite. Other processes may open the same file:
 /// `BEGIN IMMEDIATE` and the busy timeout serialise their writers, live
 /// streams see their appends too, and a durable stream runs in one process
 /// at a time.
@@ -41,6 +44,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Writer>,
     readers: Arc<ReaderPool>,
+    /// Where the async API's reads and durable registrations run.
+    read_threads: ReadThreads,
     /// The same writer and readers, as the dispatcher reads them.
     log: Arc<SqliteLog>,
     dispatcher: Arc<StreamDispatcher>,
@@ -117,6 +122,7 @@ impl SqliteStore {
             path,
             writer,
             readers,
+            read_threads: ReadThreads::new(),
             log,
             dispatcher,
         })
@@ -151,6 +157,9 @@ fn check_path(path: &Path) -> Result<(), EventStoreError> {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.dispatcher.close();
+        // Before the writer: a durable registration in progress there may
+        // still write.
+        self.read_threads.close();
         self.writer.shutdown();
     }
 }
@@ -170,6 +179,17 @@ impl EventStore for SqliteStore {
         validation::validate_query(event_query)?;
         self.readers
             .read(|connection| read::query(connection, event_query))
+    }
+
+    fn query_page(
+        &self,
+        event_query: &EventQuery,
+        limit: usize,
+    ) -> Result<QueryResult, EventStoreError> {
+        validation::validate_query(event_query)?;
+        validation::validate_page_limit(limit)?;
+        self.readers
+            .read(|connection| read::query_page(connection, event_query, limit))
     }
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
@@ -224,6 +244,143 @@ impl EventStore for SqliteStore {
     ) -> Result<EventStream, EventStoreError> {
         self.dispatcher
             .stream_to_durable(self.committed_log(), durable_stream, event_query, handle)
+    }
+}
+
+/// The same operations without holding the caller's thread on SQLite:
+/// appends are committed by the writer thread, reads and durable
+/// registrations (claiming the name, reading the cursor) run on the read
+/// threads, and the futures await their answers through oneshot channels,
+/// so they work on any executor. Validation and the dispatcher's live
+/// registrations, which touch no file, run inline.
+impl AsyncEventStore for SqliteStore {
+    fn query<'a>(&'a self, event_query: &'a EventQuery) -> StoreFuture<'a, QueryResult> {
+        self.query_page_awaited(event_query, None)
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        limit: usize,
+    ) -> StoreFuture<'a, QueryResult> {
+        self.query_page_awaited(event_query, Some(limit))
+    }
+
+    fn append(&self, new_events: Vec<NewEvent>) -> StoreFuture<'_, AppendResult> {
+        Box::pin(async move {
+            validation::validate_new_events(&new_events)?;
+            let batch = PreparedBatch::new(new_events)?;
+            self.writer.append_awaited(batch, None).await
+        })
+    }
+
+    fn append_if<'a>(
+        &'a self,
+        new_events: Vec<NewEvent>,
+        context_query: &'a EventQuery,
+        expected_context_version: Option<u64>,
+    ) -> StoreFuture<'a, AppendResult> {
+        Box::pin(async move {
+            validation::validate_conditional_append(
+                &new_events,
+                context_query,
+                expected_context_version,
+            )?;
+            let batch = PreparedBatch::new(new_events)?;
+            let condition = Condition::new(context_query, expected_context_version);
+            self.writer.append_awaited(batch, Some(condition)).await
+        })
+    }
+
+    fn stream_all(&self, handle: HandleStream) -> StoreFuture<'_, EventStream> {
+        Box::pin(std::future::ready(EventStore::stream_all(self, handle)))
+    }
+
+    fn stream_to<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        Box::pin(std::future::ready(EventStore::stream_to(
+            self,
+            event_query,
+            handle,
+        )))
+    }
+
+    fn stream_all_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        self.start_durable_awaited(durable_stream, None, handle)
+    }
+
+    fn stream_to_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        event_query: &'a EventQuery,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        self.start_durable_awaited(durable_stream, Some(event_query), handle)
+    }
+}
+
+impl SqliteStore {
+    /// A query (of at most `limit` records) run on a read thread.
+    fn query_page_awaited<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        limit: Option<usize>,
+    ) -> StoreFuture<'a, QueryResult> {
+        Box::pin(async move {
+            validation::validate_query(event_query)?;
+            if let Some(limit) = limit {
+                validation::validate_page_limit(limit)?;
+            }
+            let readers = Arc::clone(&self.readers);
+            let event_query = event_query.clone();
+            let limit = limit.unwrap_or(usize::MAX);
+            self.read_threads
+                .run(move || {
+                    readers.read(|connection| read::query_page(connection, &event_query, limit))
+                })
+                .await
+        })
+    }
+
+    /// Registers a durable stream on a read thread (claiming its name and
+    /// reading its cursor touch the file), then awaits its replay.
+    fn start_durable_awaited<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        event_query: Option<&'a EventQuery>,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        Box::pin(async move {
+            if StreamStopSignal::current().is_some() {
+                // Inside a stream's handler, on the stream's own thread: the
+                // dispatcher must see the registration there to refuse a
+                // handler re-registering its own name instead of waiting
+                // for itself.
+                return self
+                    .dispatcher
+                    .start_durable(self.committed_log(), durable_stream, event_query, handle)?
+                    .replayed()
+                    .await;
+            }
+            let dispatcher = Arc::clone(&self.dispatcher);
+            let log = self.committed_log();
+            let durable_stream = durable_stream.clone();
+            let event_query = event_query.cloned();
+            let registration = self
+                .read_threads
+                .run(move || {
+                    dispatcher.start_durable(log, &durable_stream, event_query.as_ref(), handle)
+                })
+                .await?;
+            registration.replayed().await
+        })
     }
 }
 

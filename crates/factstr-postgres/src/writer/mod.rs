@@ -13,16 +13,16 @@ mod snapshot;
 mod transaction;
 
 use std::sync::Arc;
-use std::sync::mpsc::SyncSender;
 
 use chrono::{DateTime, Utc};
 use factstr::backend::{Condition, StreamDispatcher, committed_batch};
 use factstr::{AppendResult, EventStoreError};
 use sqlx::{PgConnection, PgPool};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use self::transaction::{Append, Decision, Failure, Insertion};
+use crate::bridge::StoreWork;
 use crate::connect::Connector;
 use crate::rows::PreparedBatch;
 use crate::schema::SchemaNames;
@@ -38,33 +38,40 @@ pub(crate) struct Appends {
 }
 
 impl Appends {
-    /// Appends `batch` (if `condition` holds) and waits for the result on
-    /// the calling thread.
+    /// Hands `batch` (appended if `condition` holds) to the writer now; the
+    /// returned future completes with the result.
     pub(crate) fn submit(
         &self,
         batch: PreparedBatch,
         condition: Option<Condition>,
-    ) -> Result<AppendResult, EventStoreError> {
-        let (reply, result) = std::sync::mpsc::sync_channel(1);
+    ) -> StoreWork<AppendResult> {
+        let (reply, result) = oneshot::channel();
         let request = AppendRequest {
             append: Append::new(batch, condition),
             reply,
         };
-        self.requests
-            .send(request)
-            .map_err(|_| EventStoreError::backend("the store's writer has stopped"))?;
-        result.recv().unwrap_or_else(|_| {
-            Err(EventStoreError::backend(
-                "the store's writer stopped before the append finished",
-            ))
+        if self.requests.send(request).is_err() {
+            return Box::pin(std::future::ready(Err(EventStoreError::backend(
+                "the store's writer has stopped",
+            ))));
+        }
+        Box::pin(async move {
+            result.await.unwrap_or_else(|_| {
+                Err(EventStoreError::backend(
+                    "the store's writer stopped before the append finished",
+                ))
+            })
         })
     }
 }
 
+/// Where the result of an append goes.
+type Reply = oneshot::Sender<Result<AppendResult, EventStoreError>>;
+
 /// An append waiting for the writer, and where its result goes.
 struct AppendRequest {
     append: Append,
-    reply: SyncSender<Result<AppendResult, EventStoreError>>,
+    reply: Reply,
 }
 
 /// The writer task's state.
@@ -127,11 +134,7 @@ impl Writer {
         }
     }
 
-    async fn commit_group(
-        &mut self,
-        group: Vec<Append>,
-        replies: Vec<SyncSender<Result<AppendResult, EventStoreError>>>,
-    ) {
+    async fn commit_group(&mut self, group: Vec<Append>, replies: Vec<Reply>) {
         let mut outcome = self.try_commit(&group, Insertion::Together).await;
         if let Err(Failure::BeforeCommit(_, true)) = outcome {
             // The connection died before anything was committed (the server

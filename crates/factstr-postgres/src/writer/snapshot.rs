@@ -8,11 +8,10 @@ use chrono::{DateTime, Utc};
 use factstr::EventQuery;
 use factstr::backend::Condition;
 use factstr::backend::sequence::to_stored;
-use serde_json::Value;
 use sqlx::{PgConnection, Row};
 
-use crate::read::newest_match;
-use crate::rows::{parse_payload, stored_number};
+use crate::read::{newest_match, newest_match_among};
+use crate::rows::stored_number;
 use crate::schema::SchemaNames;
 use crate::where_clause::Candidates;
 
@@ -123,14 +122,8 @@ impl StoredCandidates {
         let Self::Read { candidates, rows } = self else {
             return Ok(None);
         };
-        for (sequence_number, event_type, payload) in rows {
-            let payload = match payload {
-                Some(text) => parse_payload(*sequence_number, text)?,
-                None => Value::Null,
-            };
-            if query.matches(event_type, &payload) {
-                return Ok(Some(*sequence_number));
-            }
+        if let Some(version) = newest_match_among(query, rows)? {
+            return Ok(Some(version));
         }
         match rows.last() {
             Some(&(oldest, _, _)) if rows.len() as i64 >= LOCKED_CANDIDATES => {

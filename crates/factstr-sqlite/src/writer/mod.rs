@@ -29,6 +29,7 @@ use std::time::Duration;
 use factstr::backend::sync::lock;
 use factstr::backend::{Condition, StreamDispatcher};
 use factstr::{AppendResult, EventStoreError};
+use futures::channel::oneshot;
 use rusqlite::Connection;
 
 use self::cursors::PendingCursorWrites;
@@ -125,6 +126,27 @@ impl Writer {
         })
     }
 
+    /// Appends `batch`, if `condition` holds, through the writer thread, and
+    /// completes once it committed and was published. Unlike
+    /// [`append`](Self::append), the caller's thread never commits, so an
+    /// async runtime's worker is not held for the length of a commit.
+    pub(crate) fn append_awaited(
+        &self,
+        batch: PreparedBatch,
+        condition: Option<Condition>,
+    ) -> impl Future<Output = Result<AppendResult, EventStoreError>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let (reply, answer) = oneshot::channel();
+            shared.enqueue(WriteRequest::Append {
+                batch,
+                condition,
+                reply: Reply::Awaited(reply),
+            })?;
+            answer.await.map_err(|_| writer_stopped())?
+        }
+    }
+
     /// Creates the durable stream `name` with `query_json` and cursor 0 if it
     /// does not exist, and returns its stored query and cursor (pending
     /// cursor updates included).
@@ -182,7 +204,7 @@ impl Writer {
         request: impl FnOnce(Reply<T>) -> WriteRequest,
     ) -> Result<T, EventStoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let request = request(reply);
+        let request = request(Reply::Blocking(reply));
         let connection = match self.shared.connection.try_lock() {
             Ok(connection) => Some(connection),
             Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),

@@ -4,11 +4,33 @@ use std::sync::mpsc::SyncSender;
 
 use factstr::backend::Condition;
 use factstr::{AppendResult, EventStoreError};
+use futures::channel::oneshot;
 
 use crate::rows::PreparedBatch;
 
-/// Where a caller waits for its answer.
-pub(super) type Reply<T> = SyncSender<Result<T, EventStoreError>>;
+/// Where a caller waits for its answer: blocked on a channel (the sync API)
+/// or awaiting a future (the async API). The writer answers both the same
+/// way.
+pub(super) enum Reply<T> {
+    Blocking(SyncSender<Result<T, EventStoreError>>),
+    Awaited(oneshot::Sender<Result<T, EventStoreError>>),
+}
+
+impl<T> Reply<T> {
+    /// Hands `outcome` to the caller; whether it was still waiting.
+    fn send(self, outcome: Result<T, EventStoreError>) -> bool {
+        match self {
+            Reply::Blocking(sender) => sender.send(outcome).is_ok(),
+            Reply::Awaited(sender) => sender.send(outcome).is_ok(),
+        }
+    }
+}
+
+impl<T> From<SyncSender<Result<T, EventStoreError>>> for Reply<T> {
+    fn from(sender: SyncSender<Result<T, EventStoreError>>) -> Self {
+        Reply::Blocking(sender)
+    }
+}
 
 pub(super) enum WriteRequest {
     Append {
@@ -61,9 +83,9 @@ impl Answer {
     pub(super) fn send(self) {
         // A caller that gave up waiting is no reason to stop.
         let _ = match self {
-            Answer::Append(reply, outcome) => reply.send(outcome).is_ok(),
-            Answer::OpenDurableStream(reply, outcome) => reply.send(outcome).is_ok(),
-            Answer::FlushCursors(reply, outcome) => reply.send(outcome).is_ok(),
+            Answer::Append(reply, outcome) => reply.send(outcome),
+            Answer::OpenDurableStream(reply, outcome) => reply.send(outcome),
+            Answer::FlushCursors(reply, outcome) => reply.send(outcome),
         };
     }
 }

@@ -470,7 +470,7 @@ mod tests {
         let request = WriteRequest::Append {
             batch: PreparedBatch::new(events).unwrap(),
             condition: condition.map(|(query, expected)| Condition::new(query, expected)),
-            reply,
+            reply: reply.into(),
         };
         (request, answer)
     }
@@ -619,7 +619,9 @@ mod tests {
         fixture.run(vec![
             first,
             doomed,
-            WriteRequest::FlushCursors { reply: flush },
+            WriteRequest::FlushCursors {
+                reply: flush.into(),
+            },
         ]);
 
         for outcome in [

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use factstr::{
-    AppendResult, DurableStream, EventQuery, EventStore, EventStoreError, EventStream,
-    HandleStream, NewEvent, QueryResult,
+    AppendResult, AsyncEventStore, DurableStream, EventQuery, EventStore, EventStoreError,
+    EventStream, HandleStream, NewEvent, QueryResult, StoreFuture,
 };
 use factstr_sqlite::{SqliteStore, SqliteStoreOptions};
 use tempfile::TempDir;
@@ -57,11 +57,19 @@ pub(crate) fn file_bytes(path: &Path) -> Vec<u8> {
 
 impl EventStore for TemporaryStore {
     fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError> {
-        self.store.query(event_query)
+        EventStore::query(&self.store, event_query)
+    }
+
+    fn query_page(
+        &self,
+        event_query: &EventQuery,
+        limit: usize,
+    ) -> Result<QueryResult, EventStoreError> {
+        EventStore::query_page(&self.store, event_query, limit)
     }
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {
-        self.store.append(new_events)
+        EventStore::append(&self.store, new_events)
     }
 
     fn append_if(
@@ -70,12 +78,16 @@ impl EventStore for TemporaryStore {
         context_query: &EventQuery,
         expected_context_version: Option<u64>,
     ) -> Result<AppendResult, EventStoreError> {
-        self.store
-            .append_if(new_events, context_query, expected_context_version)
+        EventStore::append_if(
+            &self.store,
+            new_events,
+            context_query,
+            expected_context_version,
+        )
     }
 
     fn stream_all(&self, handle: HandleStream) -> Result<EventStream, EventStoreError> {
-        self.store.stream_all(handle)
+        EventStore::stream_all(&self.store, handle)
     }
 
     fn stream_to(
@@ -83,7 +95,7 @@ impl EventStore for TemporaryStore {
         event_query: &EventQuery,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
-        self.store.stream_to(event_query, handle)
+        EventStore::stream_to(&self.store, event_query, handle)
     }
 
     fn stream_all_durable(
@@ -91,7 +103,7 @@ impl EventStore for TemporaryStore {
         durable_stream: &DurableStream,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
-        self.store.stream_all_durable(durable_stream, handle)
+        EventStore::stream_all_durable(&self.store, durable_stream, handle)
     }
 
     fn stream_to_durable(
@@ -100,7 +112,67 @@ impl EventStore for TemporaryStore {
         event_query: &EventQuery,
         handle: HandleStream,
     ) -> Result<EventStream, EventStoreError> {
-        self.store
-            .stream_to_durable(durable_stream, event_query, handle)
+        EventStore::stream_to_durable(&self.store, durable_stream, event_query, handle)
+    }
+}
+
+impl AsyncEventStore for TemporaryStore {
+    fn query<'a>(&'a self, event_query: &'a EventQuery) -> StoreFuture<'a, QueryResult> {
+        AsyncEventStore::query(&self.store, event_query)
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        limit: usize,
+    ) -> StoreFuture<'a, QueryResult> {
+        AsyncEventStore::query_page(&self.store, event_query, limit)
+    }
+
+    fn append(&self, new_events: Vec<NewEvent>) -> StoreFuture<'_, AppendResult> {
+        AsyncEventStore::append(&self.store, new_events)
+    }
+
+    fn append_if<'a>(
+        &'a self,
+        new_events: Vec<NewEvent>,
+        context_query: &'a EventQuery,
+        expected_context_version: Option<u64>,
+    ) -> StoreFuture<'a, AppendResult> {
+        AsyncEventStore::append_if(
+            &self.store,
+            new_events,
+            context_query,
+            expected_context_version,
+        )
+    }
+
+    fn stream_all(&self, handle: HandleStream) -> StoreFuture<'_, EventStream> {
+        AsyncEventStore::stream_all(&self.store, handle)
+    }
+
+    fn stream_to<'a>(
+        &'a self,
+        event_query: &'a EventQuery,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        AsyncEventStore::stream_to(&self.store, event_query, handle)
+    }
+
+    fn stream_all_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        AsyncEventStore::stream_all_durable(&self.store, durable_stream, handle)
+    }
+
+    fn stream_to_durable<'a>(
+        &'a self,
+        durable_stream: &'a DurableStream,
+        event_query: &'a EventQuery,
+        handle: HandleStream,
+    ) -> StoreFuture<'a, EventStream> {
+        AsyncEventStore::stream_to_durable(&self.store, durable_stream, event_query, handle)
     }
 }

@@ -29,17 +29,27 @@ pub fn committed_batch(
     first_sequence_number: u64,
     occurred_at: DateTime<Utc>,
 ) -> (AppendResult, Vec<EventRecord>) {
+    let (result, records) = committed_records(new_events, first_sequence_number, occurred_at);
+    (result, records.collect())
+}
+
+/// [`committed_batch`] with the records as an iterator, for a store that
+/// moves them straight into its own storage.
+pub fn committed_records(
+    new_events: impl IntoIterator<Item = NewEvent, IntoIter: ExactSizeIterator>,
+    first_sequence_number: u64,
+    occurred_at: DateTime<Utc>,
+) -> (AppendResult, impl ExactSizeIterator<Item = EventRecord>) {
     let new_events = new_events.into_iter();
     let committed_count = new_events.len() as u64;
-    let records: Vec<EventRecord> = new_events
-        .zip(first_sequence_number..)
-        .map(|(event, sequence_number)| EventRecord {
-            sequence_number,
+    let records = new_events
+        .enumerate()
+        .map(move |(offset, event)| EventRecord {
+            sequence_number: first_sequence_number + offset as u64,
             occurred_at,
             event_type: event.event_type,
             payload: event.payload,
-        })
-        .collect();
+        });
     let result = AppendResult {
         first_sequence_number,
         last_sequence_number: first_sequence_number + committed_count.saturating_sub(1),

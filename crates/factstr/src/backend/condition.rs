@@ -26,13 +26,19 @@ impl Condition {
     /// otherwise the [`ConditionalAppendConflict`](EventStoreError::ConditionalAppendConflict)
     /// to return.
     pub fn check(&self, actual: Option<u64>) -> Result<(), EventStoreError> {
-        if actual == self.expected {
+        Self::check_version(self.expected, actual)
+    }
+
+    /// [`check`](Self::check) for a store that does not keep the condition
+    /// (it checks on the caller's thread, with the caller's query).
+    pub fn check_version(
+        expected: Option<u64>,
+        actual: Option<u64>,
+    ) -> Result<(), EventStoreError> {
+        if actual == expected {
             Ok(())
         } else {
-            Err(EventStoreError::ConditionalAppendConflict {
-                expected: self.expected,
-                actual,
-            })
+            Err(EventStoreError::ConditionalAppendConflict { expected, actual })
         }
     }
 

@@ -26,7 +26,7 @@ pub mod sync;
 pub mod validation;
 
 pub use clock::commit_timestamp;
-pub use committed::{committed_batch, group_into_batches};
+pub use committed::{committed_batch, committed_records, group_into_batches};
 pub use condition::{Condition, newest_match_in_group};
 pub use cursors::{PendingCursors, decode_durable_query, encode_durable_query};
 pub use dispatch::{

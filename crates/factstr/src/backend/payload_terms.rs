@@ -17,8 +17,6 @@
 //! `0.0` because they compare equal. Terms longer than [`MAX_TERM_BYTES`]
 //! are replaced by `#` and a 64-bit FNV-1a hash of the full term.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 
 /// Longest term kept verbatim.
@@ -35,53 +33,94 @@ pub const MAX_TERM_BYTES: usize = 128;
 /// ```
 pub fn payload_terms(value: &Value) -> Vec<String> {
     let mut terms = Vec::new();
-    let mut path = String::new();
-    collect_terms(value, &mut path, &mut terms);
+    walk_terms(value, &mut Vec::new(), &mut |term| {
+        terms.push(shorten(String::from_utf8_lossy(term).into_owned()));
+    });
     terms.sort_unstable();
     terms.dedup();
     terms
 }
 
-fn collect_terms(value: &Value, path: &mut String, terms: &mut Vec<String>) {
+/// Calls `each` with the bytes of every term of `value` (a payload or a
+/// predicate), in no particular order and possibly with repeats: the terms
+/// of [`payload_terms`], whole (never shortened), built in one reused buffer.
+///
+/// For in-memory indexes that keep a hash of each term: with one hash
+/// function, equal terms give equal hashes, so the rule above holds for
+/// hashes too (a collision only adds candidates). The terms are built in
+/// `buffer` (cleared first; pass the same one again to allocate nothing).
+///
+/// ```
+/// use factstr::backend::payload_terms::for_each_term;
+/// use serde_json::json;
+///
+/// let mut terms = Vec::new();
+/// for_each_term(&json!({"account": "a1", "tags": [1, 1]}), &mut Vec::new(), |term| {
+///     terms.push(String::from_utf8_lossy(term).into_owned());
+/// });
+/// assert_eq!(terms, vec![r#""account"="a1""#, r#""tags"[]=1"#, r#""tags"[]=1"#]);
+/// ```
+pub fn for_each_term(value: &Value, buffer: &mut Vec<u8>, mut each: impl FnMut(&[u8])) {
+    buffer.clear();
+    walk_terms(value, buffer, &mut each);
+}
+
+/// Calls `sink` with the bytes of each term of `value` (repeats included),
+/// built in `path`, which holds the path leading to `value`.
+fn walk_terms(value: &Value, path: &mut Vec<u8>, sink: &mut impl FnMut(&[u8])) {
     let path_length = path.len();
     match value {
         Value::Object(entries) => {
             for (key, child) in entries {
                 push_json_string(path, key);
-                collect_terms(child, path, terms);
+                walk_terms(child, path, sink);
                 path.truncate(path_length);
             }
         }
         Value::Array(items) => {
-            path.push_str("[]");
+            path.extend_from_slice(b"[]");
             for item in items {
-                collect_terms(item, path, terms);
+                walk_terms(item, path, sink);
             }
             path.truncate(path_length);
         }
         scalar => {
-            let mut term = String::with_capacity(path.len() + 8);
-            term.push_str(path);
-            term.push('=');
-            push_scalar(&mut term, scalar);
-            terms.push(shorten(term));
+            path.push(b'=');
+            push_scalar(path, scalar);
+            sink(path);
+            path.truncate(path_length);
         }
     }
 }
 
-fn push_json_string(target: &mut String, text: &str) {
-    // Serializing a str to JSON cannot fail.
-    target.push_str(&serde_json::to_string(text).unwrap_or_default());
+/// `text` as a JSON string, exactly as `serde_json` writes it.
+fn push_json_string(target: &mut Vec<u8>, text: &str) {
+    // serde_json escapes only quotes, backslashes and control characters;
+    // most keys and values have none, and are copied as they are.
+    if text
+        .bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    {
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(target, text);
+    } else {
+        target.reserve(text.len() + 2);
+        target.push(b'"');
+        target.extend_from_slice(text.as_bytes());
+        target.push(b'"');
+    }
 }
 
-fn push_scalar(target: &mut String, scalar: &Value) {
+fn push_scalar(target: &mut Vec<u8>, scalar: &Value) {
     match scalar {
         Value::Number(number) if number.as_f64() == Some(0.0) && number.is_f64() => {
-            target.push_str("0.0");
+            target.extend_from_slice(b"0.0");
         }
         Value::String(text) => push_json_string(target, text),
+        // serde_json writes numbers, booleans and null as it displays them;
+        // writing into a Vec cannot fail.
         other => {
-            let _ = write!(target, "{other}");
+            let _ = serde_json::to_writer(target, other);
         }
     }
 }
@@ -139,6 +178,48 @@ mod tests {
         assert_eq!(terms.len(), 1);
         assert!(terms[0].starts_with('#') && terms[0].len() == 17);
         assert_eq!(terms, payload_terms(&json!({ "k": "x".repeat(500) })));
+    }
+
+    #[test]
+    fn the_encoding_stays_as_stored_on_disk() {
+        let payload = json!({
+            "quote\"d": "a\u{1}\n\u{e9}", "n": [-1, 2.5, -0.0, 7], "t": [true, null, {"k": "v"}],
+            "big": [u64::MAX, i64::MIN, 1e300, 0.1, -2.5e-7, false], "sl\\a\u{7f}sh": "\t"
+        });
+        assert_eq!(
+            payload_terms(&payload),
+            vec![
+                r#""big"[]=-2.5e-7"#,
+                r#""big"[]=-9223372036854775808"#,
+                r#""big"[]=0.1"#,
+                r#""big"[]=18446744073709551615"#,
+                r#""big"[]=1e+300"#,
+                r#""big"[]=false"#,
+                r#""n"[]=-1"#,
+                r#""n"[]=0.0"#,
+                r#""n"[]=2.5"#,
+                r#""n"[]=7"#,
+                "\"quote\\\"d\"=\"a\\u0001\\n\u{e9}\"",
+                "\"sl\\\\a\u{7f}sh\"=\"\\t\"",
+                r#""t"[]"k"="v""#,
+                r#""t"[]=null"#,
+                r#""t"[]=true"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn each_term_is_a_term_whole() {
+        let payload = json!({"a": {"b": [1, {"c": "x"}, 1]}, "long": "y".repeat(300), "z": -0.0});
+        let mut each = Vec::new();
+        for_each_term(&payload, &mut Vec::new(), |term| {
+            each.push(String::from_utf8(term.to_vec()).unwrap());
+        });
+        assert_eq!(each.len(), 5, "repeats are kept");
+        let mut shortened: Vec<String> = each.into_iter().map(shorten).collect();
+        shortened.sort_unstable();
+        shortened.dedup();
+        assert_eq!(shortened, payload_terms(&payload));
     }
 
     #[test]

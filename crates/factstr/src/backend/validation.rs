@@ -128,23 +128,26 @@ fn validate_predicates(query: &EventQuery) -> Result<(), EventStoreError> {
     Ok(())
 }
 
-/// Whether `value` nests deeper than [`MAX_PAYLOAD_DEPTH`]; iterative, so a
-/// hostile value cannot exhaust the stack here.
+/// Whether `value` nests deeper than [`MAX_PAYLOAD_DEPTH`]. The recursion
+/// stops at the limit, so a hostile value cannot exhaust the stack here, and
+/// nothing is allocated (this runs for every appended event).
 fn exceeds_depth(value: &Value) -> bool {
-    let mut pending: Vec<(&Value, usize)> = vec![(value, 0)];
-    while let Some((value, depth)) = pending.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(entries) => Box::new(entries.values()),
-            _ => continue,
-        };
-        let depth = depth + 1;
-        if depth > MAX_PAYLOAD_DEPTH {
-            return true;
+    nests_deeper_than(value, MAX_PAYLOAD_DEPTH)
+}
+
+fn nests_deeper_than(value: &Value, levels: usize) -> bool {
+    match value {
+        Value::Array(items) => {
+            levels == 0 || items.iter().any(|item| nests_deeper_than(item, levels - 1))
         }
-        pending.extend(children.map(|child| (child, depth)));
+        Value::Object(entries) => {
+            levels == 0
+                || entries
+                    .values()
+                    .any(|entry| nests_deeper_than(entry, levels - 1))
+        }
+        _ => false,
     }
-    false
 }
 
 #[cfg(test)]
@@ -163,6 +166,12 @@ mod tests {
         assert!(exceeds_depth(&nested(MAX_PAYLOAD_DEPTH + 1)));
         assert!(!exceeds_depth(&json!(1)));
         assert!(!exceeds_depth(&json!({"a": [1, {"b": []}]})));
+        assert!(exceeds_depth(
+            &json!({"a": [1, nested(MAX_PAYLOAD_DEPTH - 1)]})
+        ));
+        assert!(!exceeds_depth(
+            &json!({"a": [1, nested(MAX_PAYLOAD_DEPTH - 2)]})
+        ));
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! The delivery of one stream, on its own thread: queued batches, reads
-//! from storage, the handler, durable cursors, and the end of the stream.
+//! The delivery of one stream: queued batches, reads from storage, the
+//! handler, durable cursors, and the end of the stream. It runs in turns on
+//! the pool's workers, or on a thread of its own (see `pool`).
 
 use futures::channel::oneshot;
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
-use super::handler::{StreamRuntime, run_handler};
+use super::handler::{StreamRuntime, StreamStopSignal, run_handler};
 use super::log::check_page;
+use super::pool::{AfterTurn, TURN_BUDGET};
 use super::registry::DispatchCore;
-use super::subscription::{Backlog, Subscription};
+use super::subscription::{Backlog, Delivering, DeliveryState, Runner, Subscription};
 use super::{BatchReadRequest, READ_PAGE_EVENTS};
 use crate::backend::Backoff;
 use crate::backend::sync::lock;
@@ -17,6 +20,11 @@ pub(super) struct Delivery {
     pub(super) core: Weak<DispatchCore>,
     pub(super) subscription: Arc<Subscription>,
     pub(super) handle: HandleStream,
+    /// The stream's own runtime, entered by whichever thread delivers.
+    pub(super) runtime: Arc<StreamRuntime>,
+    /// What handler calls see as their stop signal; kept, so that a call
+    /// clones it rather than subscribing (and unsubscribing) anew.
+    pub(super) stop_signal: StreamStopSignal,
     /// Every batch up to here was handled (or did not concern this stream).
     pub(super) handled_through: u64,
     /// Set while a durable registration waits for its replay.
@@ -28,7 +36,7 @@ pub(super) struct Delivery {
 
 enum Work {
     Backlog(Backlog),
-    Batch(Arc<[EventRecord]>),
+    Batch(Arc<Vec<EventRecord>>),
     Stop(StreamStopReason),
 }
 
@@ -37,64 +45,206 @@ enum Outcome {
     Stop(StreamStopReason),
 }
 
+/// A batch to hand to the handler: read from storage for this stream only,
+/// or published to every stream.
+enum Batch {
+    Own(Vec<EventRecord>),
+    Shared(Arc<Vec<EventRecord>>),
+}
+
+/// Runs `subscription`'s turn on the calling pool worker. `end_turn` tells
+/// the pool the turn is over and answers whether the watch handed this
+/// thread over to the stream meanwhile.
+pub(super) fn take_turn(
+    subscription: &Arc<Subscription>,
+    end_turn: impl FnOnce() -> bool,
+) -> AfterTurn {
+    let _delivering = Delivering::start(subscription.id);
+    let (delivery, first) = {
+        let mut state = lock(&subscription.state);
+        let delivery = state.delivery.take();
+        let first = if delivery.is_some() {
+            work_in(&mut state).ok().flatten()
+        } else {
+            None
+        };
+        (delivery, first)
+    };
+    let Some(mut delivery) = delivery else {
+        // A queued stream's delivery waits in its state; nothing to do if
+        // it is gone.
+        return if end_turn() {
+            AfterTurn::HandedOver
+        } else {
+            AfterTurn::Next
+        };
+    };
+    let stopped = delivery.turn(first);
+    let handed_over = end_turn();
+    if let Some(reason) = stopped {
+        delivery.end(reason);
+        return if handed_over {
+            AfterTurn::HandedOver
+        } else {
+            AfterTurn::Next
+        };
+    }
+    if handed_over {
+        lock(&subscription.state).runner = Runner::OwnThread;
+        delivery.run_on_own_thread();
+        return AfterTurn::HandedOver;
+    }
+    let spawned_tasks = delivery.runtime.has_alive_tasks();
+    let mut state = lock(&subscription.state);
+    state.delivery = Some(delivery);
+    if spawned_tasks {
+        // Tasks the handler spawned need their runtime driven between
+        // batches: the stream gets a thread of its own.
+        state.runner = Runner::OwnThread;
+        drop(state);
+        let own = Arc::clone(subscription);
+        let spawned = std::thread::Builder::new()
+            .name(format!("factstr-stream-{}", subscription.id))
+            .spawn(move || {
+                let delivery = lock(&own.state).delivery.take();
+                if let Some(delivery) = delivery {
+                    delivery.run_on_own_thread();
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(
+                stream_id = subscription.id,
+                %error,
+                "cannot start a thread for a stream whose handler spawned tasks; \
+                 its tasks run only while it delivers"
+            );
+            state = lock(&subscription.state);
+            state.runner = Runner::Queued;
+        } else {
+            return AfterTurn::Next;
+        }
+    }
+    // More to do: queued again, behind the streams that waited.
+    if state.has_work() {
+        drop(state);
+        subscription
+            .pool
+            .schedule_all(vec![Arc::clone(subscription)]);
+    } else {
+        state.runner = Runner::Idle;
+    }
+    AfterTurn::Next
+}
+
+/// The next thing to do according to `state`, if any; `Err` when the stream
+/// is lagging and must first re-join live delivery (which takes the
+/// registry's lock, so not here).
+fn work_in(state: &mut DeliveryState) -> Result<Option<Work>, Lagging> {
+    if state.abandon {
+        return Ok(Some(Work::Stop(state.stop_reason())));
+    }
+    if let Some(backlog) = state.backlog {
+        return Ok(Some(Work::Backlog(backlog)));
+    }
+    if let Some(batch) = state.queue.pop_front() {
+        state.queued_events -= batch.len();
+        return Ok(Some(Work::Batch(batch)));
+    }
+    if state.lagging {
+        return Err(Lagging);
+    }
+    Ok(state
+        .stop
+        .as_ref()
+        .map(|stop| Work::Stop(stop.reason.clone())))
+}
+
+struct Lagging;
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Delivery")
+            .field("stream", &self.subscription.id)
+            .field("handled_through", &self.handled_through)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Delivery {
-    /// The thread's body: delivers on `runtime` until the stream stops, then
-    /// ends it.
-    pub(super) fn run(mut self, runtime: StreamRuntime) {
-        let _ = self
-            .subscription
-            .delivery_thread
-            .set(std::thread::current().id());
+    /// Delivers `first` and what else the stream has now, for about
+    /// [`TURN_BUDGET`] from its second piece of work on (a turn with one
+    /// batch reads no clock); the reason if the stream stopped.
+    fn turn(&mut self, first: Option<Work>) -> Option<StreamStopReason> {
+        let runtime = Arc::clone(&self.runtime);
+        runtime
+            .run(async {
+                let mut next = first;
+                let mut second_started: Option<Instant> = None;
+                let mut pieces = 0_u32;
+                loop {
+                    let work = match next.take() {
+                        Some(work) => work,
+                        None => self.next_work_now()?,
+                    };
+                    pieces += 1;
+                    if pieces == 2 {
+                        second_started = Some(Instant::now());
+                    }
+                    if let Outcome::Stop(reason) = self.process(work).await {
+                        return Some(reason);
+                    }
+                    if second_started.is_some_and(|started| started.elapsed() >= TURN_BUDGET) {
+                        return None;
+                    }
+                }
+            })
+            .unwrap_or(Some(StreamStopReason::StoreClosed))
+    }
+
+    /// Delivers on the calling thread, which now belongs to this stream,
+    /// until the stream stops, then ends it.
+    pub(super) fn run_on_own_thread(mut self) {
+        let _delivering = Delivering::start(self.subscription.id);
+        let runtime = Arc::clone(&self.runtime);
         let reason = runtime
             .block_on(self.deliver_until_stopped())
             .unwrap_or(StreamStopReason::StoreClosed);
-        // Tasks the handler spawned end with the stream.
-        drop(runtime);
         self.end(reason);
     }
 
     async fn deliver_until_stopped(&mut self) -> StreamStopReason {
         loop {
-            let outcome = match self.next_work().await {
-                Work::Stop(reason) => return reason,
-                Work::Batch(batch) => self.deliver(&batch).await,
-                Work::Backlog(backlog) => self.read_backlog(backlog).await,
+            let Some(work) = self.next_work_now() else {
+                // An offer or stop request between the check above and this
+                // wait leaves a permit, so it is not missed.
+                self.subscription.wake.notified().await;
+                continue;
             };
-            if let Outcome::Stop(reason) = outcome {
+            if let Outcome::Stop(reason) = self.process(work).await {
                 return reason;
             }
         }
     }
 
-    async fn next_work(&self) -> Work {
-        let subscription = &self.subscription;
+    async fn process(&mut self, work: Work) -> Outcome {
+        match work {
+            Work::Stop(reason) => Outcome::Stop(reason),
+            Work::Batch(batch) => self.deliver(Batch::Shared(batch)).await,
+            Work::Backlog(backlog) => self.read_backlog(backlog).await,
+        }
+    }
+
+    /// The next thing to do, if there is one now.
+    fn next_work_now(&self) -> Option<Work> {
         loop {
-            let lagging = {
-                let mut state = lock(&subscription.state);
-                if state.abandon {
-                    return Work::Stop(state.stop_reason());
-                }
-                if let Some(backlog) = state.backlog {
-                    return Work::Backlog(backlog);
-                }
-                if let Some(batch) = state.queue.pop_front() {
-                    state.queued_events -= batch.len();
-                    return Work::Batch(batch);
-                }
-                if !state.lagging
-                    && let Some(stop) = &state.stop
-                {
-                    return Work::Stop(stop.reason.clone());
-                }
-                state.lagging
-            };
-            if lagging {
-                self.rejoin_live();
-                continue;
+            // The state's lock ends with this statement: re-joining takes
+            // the registry's lock first.
+            let work = work_in(&mut lock(&self.subscription.state));
+            match work {
+                Ok(work) => return work,
+                Err(Lagging) => self.rejoin_live(),
             }
-            // An offer or stop request between the check above and this
-            // wait leaves a permit, so it is not missed.
-            subscription.wake.notified().await;
         }
     }
 
@@ -145,24 +295,25 @@ impl Delivery {
             Err(error) => return self.backlog_read_failed(error).await,
         };
         self.backoff.reset();
-        for batch in &page.batches {
-            if let Outcome::Stop(reason) = self.deliver(batch).await {
+        let scanned_through = page.scanned_through;
+        for batch in page.batches {
+            if let Outcome::Stop(reason) = self.deliver(Batch::Own(batch)).await {
                 return Outcome::Stop(reason);
             }
         }
-        self.handled_through = self.handled_through.max(page.scanned_through);
-        let finished = page.scanned_through >= backlog.through;
+        self.handled_through = self.handled_through.max(scanned_through);
+        let finished = scanned_through >= backlog.through;
         {
             let mut state = lock(&self.subscription.state);
             if state.abandon {
                 return Outcome::Stop(state.stop_reason());
             }
             state.backlog = (!finished).then_some(Backlog {
-                after: page.scanned_through,
+                after: scanned_through,
                 through: backlog.through,
             });
         }
-        self.advance_durable_cursor(page.scanned_through);
+        self.advance_durable_cursor(scanned_through);
         if finished && let Some(registration) = self.registration.take() {
             let _ = registration.send(Ok(()));
         }
@@ -207,36 +358,55 @@ impl Delivery {
     }
 
     /// Filters `batch` for this stream and hands it to the handler.
-    async fn deliver(&mut self, batch: &[EventRecord]) -> Outcome {
-        let Some(last) = batch.last().map(|record| record.sequence_number) else {
+    async fn deliver(&mut self, batch: Batch) -> Outcome {
+        let (records, from_storage): (&[EventRecord], bool) = match &batch {
+            Batch::Own(records) => (records, true),
+            Batch::Shared(records) => (records, false),
+        };
+        let Some(last) = records.last().map(|record| record.sequence_number) else {
             return Outcome::Continue;
         };
         if last <= self.handled_through {
             return Outcome::Continue;
         }
-        let events: Vec<EventRecord> = batch
-            .iter()
-            .filter(|record| {
-                record.sequence_number > self.handled_through
-                    && self
-                        .subscription
-                        .query
-                        .as_ref()
-                        .is_none_or(|query| query.matches_record(record))
-            })
-            .cloned()
-            .collect();
+        let handled_through = self.handled_through;
+        let query = self.subscription.query.as_ref();
+        let wanted = |record: &EventRecord| {
+            record.sequence_number > handled_through
+                && query.is_none_or(|query| query.matches_record(record))
+        };
+        let events: Vec<EventRecord> = match batch {
+            Batch::Own(mut records) => {
+                records.retain(wanted);
+                records
+            }
+            // The last stream to take a published batch takes the batch
+            // itself; the others take copies.
+            Batch::Shared(records) => match Arc::try_unwrap(records) {
+                Ok(mut records) => {
+                    records.retain(wanted);
+                    records
+                }
+                Err(records) => records
+                    .iter()
+                    .filter(|record| wanted(record))
+                    .cloned()
+                    .collect(),
+            },
+        };
         let Some(first) = events.first().map(|record| record.sequence_number) else {
             self.handled_through = last;
             return Outcome::Continue;
         };
-        {
+        if from_storage {
+            // Between the batches of a page read from storage (a published
+            // batch was taken off the queue just now, after this check).
             let state = lock(&self.subscription.state);
             if state.abandon {
                 return Outcome::Stop(state.stop_reason());
             }
         }
-        match run_handler(&self.handle, events, self.subscription.stop_signal()).await {
+        match run_handler(&self.handle, events, self.stop_signal.clone()).await {
             Ok(()) => {
                 self.handled_through = last;
                 self.advance_durable_cursor(last);

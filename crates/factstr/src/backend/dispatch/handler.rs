@@ -63,24 +63,56 @@ impl StreamStopSignal {
 /// runtime inside an async context (a registration from inside a handler
 /// that fails drops it there), and blocking tasks a handler left running
 /// must not hold up the end of the stream.
-pub(super) struct StreamRuntime(Option<tokio::runtime::Runtime>);
+pub(super) struct StreamRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Kept, as asking the runtime for it takes a reference to its handle.
+    metrics: tokio::runtime::RuntimeMetrics,
+}
 
 impl StreamRuntime {
     pub(super) fn new() -> std::io::Result<Self> {
-        tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-            .map(|runtime| Self(Some(runtime)))
+            .build()?;
+        Ok(Self {
+            metrics: runtime.metrics(),
+            runtime: Some(runtime),
+        })
     }
 
     pub(super) fn block_on<F: std::future::Future>(&self, future: F) -> Option<F::Output> {
-        self.0.as_ref().map(|runtime| runtime.block_on(future))
+        self.runtime
+            .as_ref()
+            .map(|runtime| runtime.block_on(future))
+    }
+
+    /// Runs `future` to completion on this runtime from the calling thread:
+    /// first one poll with the runtime entered (most turns complete there,
+    /// without the cost of taking over the runtime's scheduler), then
+    /// `block_on`, which polls it again with a real waker and drives its
+    /// timers, I/O and spawned tasks.
+    pub(super) fn run<F: std::future::Future>(&self, future: F) -> Option<F::Output> {
+        let runtime = self.runtime.as_ref()?;
+        let mut future = std::pin::pin!(future);
+        {
+            let _entered = runtime.enter();
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+                return Some(output);
+            }
+        }
+        Some(runtime.block_on(future))
+    }
+
+    /// Whether tasks spawned on this runtime are still alive.
+    pub(super) fn has_alive_tasks(&self) -> bool {
+        self.metrics.num_alive_tasks() > 0
     }
 }
 
 impl Drop for StreamRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }

@@ -49,12 +49,13 @@
 mod delivery;
 mod handler;
 mod log;
+mod pool;
 mod registry;
 mod subscription;
 
 use futures::channel::oneshot;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use handler::StreamStopSignal;
@@ -149,10 +150,18 @@ impl StreamDispatcher {
         if registry.subscriptions.is_empty() {
             return;
         }
-        let batch: Arc<[EventRecord]> = batch().into();
+        let batch = Arc::new(batch());
+        let mut idle = Vec::new();
         for subscription in &registry.subscriptions {
-            subscription.offer(&batch);
+            if subscription.offer(&batch) {
+                idle.push(Arc::clone(subscription));
+            }
         }
+        // The queues hold the batch now; the last stream to take it takes it
+        // without a copy.
+        drop(batch);
+        // One hand-over to the workers for all of them.
+        self.core.pool.schedule_all(idle);
     }
 
     /// The last sequence number published (or given to [`new`](Self::new)).
@@ -248,17 +257,18 @@ impl StreamDispatcher {
             subscription.request_stop(StreamStopReason::StoreClosed, through);
         }
 
-        let current = std::thread::current().id();
         let deadline = Instant::now() + CLOSE_PATIENCE;
         let mut running = lock(&self.core.running);
         loop {
             let others: Vec<Arc<Subscription>> = running
                 .iter()
-                .filter(|subscription| !subscription.runs_on(current))
+                .filter(|subscription| !subscription.delivering_here())
                 .cloned()
                 .collect();
             let left = deadline.saturating_duration_since(Instant::now());
             if others.is_empty() {
+                drop(running);
+                self.core.pool.close();
                 return;
             }
             if left.is_zero() {
@@ -273,6 +283,7 @@ impl StreamDispatcher {
                 for subscription in others {
                     subscription.abandon();
                 }
+                self.core.pool.close();
                 return;
             }
             running = self
@@ -294,6 +305,9 @@ impl StreamDispatcher {
         let runtime = handler::StreamRuntime::new().map_err(|error| {
             EventStoreError::backend(format!("cannot start a stream's runtime: {error}"))
         })?;
+        self.core.pool.ensure_worker().map_err(|error| {
+            EventStoreError::backend(format!("cannot start a stream delivery thread: {error}"))
+        })?;
         let query = query.map(normalized_stream_query);
         let durable = match durable_name {
             Some(name) => {
@@ -303,8 +317,9 @@ impl StreamDispatcher {
             None => None,
         };
         let query = query.filter(|query| !query.matches_everything());
+        let (registered_tx, registered_rx) = oneshot::channel();
 
-        let (subscription, backlog, handled_through) = {
+        let (subscription, backlog) = {
             let mut registry = self.core.registry();
             if registry.closed {
                 drop(registry);
@@ -328,9 +343,22 @@ impl StreamDispatcher {
                 log: Arc::downgrade(&log),
                 state: Mutex::new(DeliveryState::new(head, backlog)),
                 wake: tokio::sync::Notify::new(),
-                delivery_thread: OnceLock::new(),
+                pool: Arc::clone(&self.core.pool),
                 stop_requested: tokio::sync::watch::Sender::new(false),
                 status: Arc::new(StreamStatus::default()),
+            });
+            // The delivery is in place before a publication can find the
+            // stream.
+            lock(&subscription.state).delivery = Some(Delivery {
+                core: Arc::downgrade(&self.core),
+                subscription: Arc::clone(&subscription),
+                handle,
+                runtime: Arc::new(runtime),
+                stop_signal: subscription.stop_signal(),
+                handled_through,
+                registration: backlog.map(|_| registered_tx),
+                replay_error: None,
+                backoff: Backoff::new(),
             });
             registry.subscriptions.push(Arc::clone(&subscription));
             if let Some(name) = durable_name {
@@ -339,35 +367,10 @@ impl StreamDispatcher {
                     .insert(name.to_owned(), Some(Arc::downgrade(&subscription)));
             }
             lock(&self.core.running).push(Arc::clone(&subscription));
-            (subscription, backlog, handled_through)
+            (subscription, backlog)
         };
-
-        let (registered_tx, registered_rx) = oneshot::channel();
-        let delivery = Delivery {
-            core: Arc::downgrade(&self.core),
-            subscription: Arc::clone(&subscription),
-            handle,
-            handled_through,
-            registration: backlog.map(|_| registered_tx),
-            replay_error: None,
-            backoff: Backoff::new(),
-        };
-        let spawned = std::thread::Builder::new()
-            .name(format!("factstr-stream-{}", subscription.id))
-            .spawn(move || delivery.run(runtime));
-        if let Err(error) = spawned {
-            self.core
-                .registry()
-                .subscriptions
-                .retain(|registered| registered.id != subscription.id);
-            if let Some(name) = durable_name {
-                self.core.release_name(Some(log.as_ref()), name);
-            }
-            self.core.delivery_ended(subscription.id);
-            return Err(EventStoreError::backend(format!(
-                "cannot start the delivery thread of stream {}: {error}",
-                subscription.id
-            )));
+        if backlog.is_some() {
+            subscription.wake_delivery(lock(&subscription.state));
         }
 
         let stream = EventStream::delivered(

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
+use super::pool::Pool;
 use super::subscription::Subscription;
 use super::{CommittedLog, STOPPING_STREAM_PATIENCE};
 use crate::EventStoreError;
@@ -23,6 +24,8 @@ pub(super) struct DispatchCore {
     pub(super) running: Mutex<Vec<Arc<Subscription>>>,
     /// Signalled whenever a delivery ends.
     pub(super) delivery_ended: Condvar,
+    /// The workers that deliver streams without a thread of their own.
+    pub(super) pool: Arc<Pool>,
 }
 
 #[derive(Debug)]
@@ -49,6 +52,7 @@ impl DispatchCore {
             next_stream_id: AtomicU64::new(1),
             running: Mutex::new(Vec::new()),
             delivery_ended: Condvar::new(),
+            pool: Arc::new(Pool::new()),
         }
     }
 
@@ -58,7 +62,7 @@ impl DispatchCore {
 
     /// Removes `subscription` from the publications and asks it to deliver
     /// what was published so far, then stop.
-    pub(super) fn stop(&self, subscription: &Subscription, reason: crate::StreamStopReason) {
+    pub(super) fn stop(&self, subscription: &Arc<Subscription>, reason: crate::StreamStopReason) {
         let mut registry = self.registry();
         registry
             .subscriptions
@@ -85,9 +89,9 @@ impl DispatchCore {
                 }
                 Some(holder) => holder.as_ref().and_then(Weak::upgrade),
             };
-            let stopping_elsewhere = holder.as_ref().is_some_and(|holder| {
-                lock(&holder.state).stopping() && !holder.runs_on(std::thread::current().id())
-            });
+            let stopping_elsewhere = holder
+                .as_ref()
+                .is_some_and(|holder| lock(&holder.state).stopping() && !holder.delivering_here());
             let left = deadline.saturating_duration_since(Instant::now());
             if !stopping_elsewhere || left.is_zero() {
                 let still = if stopping_elsewhere {
