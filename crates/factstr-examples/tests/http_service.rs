@@ -261,3 +261,113 @@ async fn memory_bank_over_http_restarting_on_the_same_store() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_bank_over_http_restarting_on_the_same_file() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder.path().join("bank.db");
+    let open = move || -> Store {
+        // Opening creates or checks the file: a blocking call, as in the example's main.
+        let database = database.clone();
+        let store = std::thread::spawn(move || factstr_sqlite::SqliteStore::open(database))
+            .join()
+            .unwrap()
+            .unwrap();
+        Arc::new(store)
+    };
+    bank_over_http(open, true, folder.path().join("balances.json")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_bank_over_http_restarting_on_the_same_schema() {
+    let Ok(url) = std::env::var("FACTSTR_TEST_DATABASE_URL") else {
+        let under_ci = std::env::var_os("CI").is_some_and(|value| !value.is_empty());
+        assert!(
+            !under_ci,
+            "FACTSTR_TEST_DATABASE_URL is not set under CI: run scripts/test, which starts PostgreSQL"
+        );
+        eprintln!(
+            "FACTSTR_TEST_DATABASE_URL is not set: the PostgreSQL run of the HTTP service needs \
+             `eval \"$(scripts/postgres start)\"` first (scripts/test does it)"
+        );
+        return;
+    };
+    let schema = format!("http_service_{}", std::process::id());
+    execute(
+        &url,
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    )
+    .await;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let schema_url = format!("{url}{separator}options=-csearch_path%3D{schema}");
+    let folder = tempfile::tempdir().unwrap();
+    let open = move || -> Store {
+        let schema_url = schema_url.clone();
+        let store =
+            std::thread::spawn(move || factstr_postgres::PostgresStore::connect(&schema_url))
+                .join()
+                .unwrap()
+                .unwrap();
+        Arc::new(store)
+    };
+    bank_over_http(open, true, folder.path().join("balances.json")).await;
+    execute(&url, format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+async fn execute(url: &str, sql: String) {
+    use sqlx::{Connection, Executor};
+    let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+    connection.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+}
+
+/// `cargo run --example http_service` as its user meets it: it prints its
+/// address and answers there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_binary_prints_its_address_and_serves() {
+    use std::io::BufRead;
+
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/http_service
+    let test = std::env::current_exe().unwrap();
+    let profile = test.parent().and_then(Path::parent).unwrap();
+    let binary = profile
+        .join("examples")
+        .join(format!("http_service{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test -p factstr-examples` builds it (a test filter such as --test skips it)",
+        binary.display()
+    );
+    let folder = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(binary)
+        .env("FACTSTR_HTTP_DATA", folder.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("PORT")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let address = first_line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {first_line:?}"))
+        .to_owned();
+    assert!(first_line.contains("SQLite"), "{first_line}");
+    let client = reqwest::Client::new();
+    let (status, _) = post(&client, format!("{address}/accounts/a1"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = get(&client, format!("{address}/projection")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["applied_through"], 1, "{body}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(folder.path().join("bank.db").exists());
+}
