@@ -4,7 +4,9 @@
 //!   each doing query + `append_if` on a context of its own, in a loop:
 //!   through `AsyncEventStore`, and through the sync `EventStore` wrapped in
 //!   `tokio::task::spawn_blocking` (what a service does without the async
-//!   API). Pairs per second and the latency of one pair.
+//!   API), and through the sync `EventStore` called right in the task (which
+//!   holds a runtime worker for the whole call). Pairs per second and the
+//!   latency of one pair.
 //! - **paging**: reading every event of a log of 1,000,000 through
 //!   `query_pages` (sync iterator and async stream, 1,000 records a page)
 //!   and through one `query`, each in a child process of its own, which
@@ -13,7 +15,7 @@
 //!   depends on the log's size.
 //!
 //! ```text
-//! cargo run --release -p factstr-bench -- async [--store memory|sqlite|postgres|all] [--quick]
+//! cargo run --release -p factstr-bench -- async [--store memory|sqlite|postgres|all] [--only contention|paging] [--quick]
 //! ```
 //!
 //! The table goes to stdout as Markdown; nothing is written elsewhere.
@@ -38,6 +40,8 @@ pub(crate) const COMMAND: &str = "async";
 const PAGING_CHILD_COMMAND: &str = "async-paging-child";
 
 const TASKS: usize = 100;
+/// How the tasks reach the store.
+const ROUTES: [&str; 3] = ["async", "spawn_blocking", "sync in the task"];
 const WORKERS: usize = 2;
 const PAGE_SIZE: usize = 1_000;
 const APPEND_BATCH: usize = 1_000;
@@ -54,17 +58,26 @@ pub(crate) fn run_command(arguments: &[String]) -> Option<Result<(), String>> {
 struct Options {
     stores: Vec<StoreKind>,
     quick: bool,
+    contention: bool,
+    paging: bool,
 }
 
 fn parse(arguments: &[String]) -> Result<Options, String> {
     let mut options = Options {
         stores: StoreKind::ALL.to_vec(),
         quick: false,
+        contention: true,
+        paging: true,
     };
     let mut arguments = arguments.iter();
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--quick" => options.quick = true,
+            "--only" => match arguments.next().map(String::as_str) {
+                Some("contention") => options.paging = false,
+                Some("paging") => options.contention = false,
+                other => return Err(format!("--only takes contention or paging, got {other:?}")),
+            },
             "--store" => {
                 let value = arguments.next().ok_or("--store needs a value")?;
                 options.stores = match value.as_str() {
@@ -143,23 +156,27 @@ fn fresh(
 fn run(arguments: &[String]) -> Result<(), String> {
     let options = parse(arguments)?;
     let scratch = Scratch::new()?;
-    let mut rows = Vec::new();
-    for kind in &options.stores {
-        let factory = StoreFactory::new(*kind, &scratch)?;
-        rows.extend(contention_rows(
-            *kind,
-            &factory,
-            scratch.path(),
-            options.quick,
-        )?);
+    if options.contention {
+        let mut rows = Vec::new();
+        for kind in &options.stores {
+            let factory = StoreFactory::new(*kind, &scratch)?;
+            rows.extend(contention_rows(
+                *kind,
+                &factory,
+                scratch.path(),
+                options.quick,
+            )?);
+        }
+        println!("{}", contention_table(&rows));
     }
-    let mut paging = Vec::new();
-    for kind in &options.stores {
-        let factory = StoreFactory::new(*kind, &scratch)?;
-        paging.extend(paging_rows(*kind, &factory, &scratch, options.quick)?);
+    if options.paging {
+        let mut paging = Vec::new();
+        for kind in &options.stores {
+            let factory = StoreFactory::new(*kind, &scratch)?;
+            paging.extend(paging_rows(*kind, &factory, &scratch, options.quick)?);
+        }
+        println!("{}", paging_table(&paging));
     }
-    println!("{}", contention_table(&rows));
-    println!("{}", paging_table(&paging));
     Ok(())
 }
 
@@ -209,7 +226,7 @@ fn contention_rows(
     // Alternate the routes, twice each, so that neither gets a warmer disk
     // or server; the better run of each counts.
     for round in 0..2 {
-        for route in ["async", "spawn_blocking"] {
+        for route in ROUTES {
             eprintln!("[{kind}] contention, {route}, round {}", round + 1);
             let opened = fresh(
                 kind,
@@ -250,7 +267,9 @@ fn contention(
                     let pair_started = Instant::now();
                     match route {
                         "async" => async_pair(opened.async_api().as_ref(), task).await?,
-                        _ => blocking_pair(opened.sync_api(), task).await?,
+                        "spawn_blocking" => blocking_pair(opened.sync_api(), task).await?,
+                        _ => sync_pair(opened.sync_api().as_ref(), task)
+                            .map_err(|error| error.to_string())?,
                     }
                     latencies.record(pair_started.elapsed());
                 }
@@ -292,6 +311,19 @@ async fn async_pair(store: &dyn AsyncEventStore, task: usize) -> Result<(), Stri
     Ok(())
 }
 
+/// The pair through the sync API right in the task: the runtime worker
+/// running it waits for the store.
+fn sync_pair(store: &(dyn EventStore + Send + Sync), task: usize) -> Result<(), EventStoreError> {
+    let context = context_of(task);
+    let seen = store.query(&context)?;
+    store.append_if(
+        vec![withdrawal(task)],
+        &context,
+        seen.current_context_version,
+    )?;
+    Ok(())
+}
+
 async fn blocking_pair(
     store: Arc<dyn EventStore + Send + Sync>,
     task: usize,
@@ -314,11 +346,11 @@ async fn blocking_pair(
 fn contention_table(rows: &[ContentionRow]) -> String {
     let mut table = format!(
         "{TASKS} tasks, query + append_if on a context of their own, tokio runtime with {WORKERS} worker threads\n\n\
-         | store | route | pairs | pairs/s | p50 ms | p99 ms | async / spawn_blocking |\n|---|---|---:|---:|---:|---:|---:|\n"
+         | store | route | pairs | pairs/s | p50 ms | p99 ms | vs spawn_blocking |\n|---|---|---:|---:|---:|---:|---:|\n"
     );
     for row in rows {
         let rate = row.pairs as f64 / row.elapsed.as_secs_f64();
-        let ratio = if row.route == "async" {
+        let ratio = if row.route != "spawn_blocking" {
             rows.iter()
                 .find(|other| other.store == row.store && other.route == "spawn_blocking")
                 .map(|other| {
