@@ -597,3 +597,59 @@ fn paging_table(rows: &[PagingRow]) -> String {
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn options_select_stores_and_parts() {
+        let options = parse(&arguments("--store sqlite --only paging --quick")).unwrap();
+        assert_eq!(options.stores, vec![StoreKind::Sqlite]);
+        assert!(options.quick && options.paging && !options.contention);
+        let options = parse(&arguments("--only contention")).unwrap();
+        assert_eq!(options.stores, StoreKind::ALL.to_vec());
+        assert!(options.contention && !options.paging);
+        assert!(parse(&arguments("--only everything")).is_err());
+        assert!(parse(&arguments("--store nowhere")).is_err());
+    }
+
+    #[test]
+    fn the_peak_memory_grows_with_what_the_process_touched() {
+        let before = peak_memory_kib().unwrap();
+        assert!(before > 0);
+        let touched = vec![1u8; 64 * 1024 * 1024];
+        let after = peak_memory_kib().unwrap();
+        assert!(touched.iter().all(|byte| *byte == 1));
+        assert!(
+            after >= before + 60 * 1024,
+            "{before} KiB, then {after} KiB"
+        );
+    }
+
+    #[test]
+    fn a_memory_child_reads_every_event_in_each_mode() {
+        for mode in MODES {
+            let child = arguments(&format!("memory 2500 {mode} -"));
+            run_paging_child(&child).unwrap();
+        }
+        assert!(run_paging_child(&arguments("memory 10 sideways -")).is_err());
+    }
+
+    #[test]
+    fn the_async_route_and_the_sync_routes_make_the_same_appends() {
+        let opened = Opened::Memory(Arc::new(MemoryStore::new()));
+        for route in ROUTES {
+            let row = contention(StoreKind::Memory, route, &opened, 3).unwrap();
+            assert_eq!((row.pairs, row.latencies.len()), (TASKS * 3, TASKS * 3));
+        }
+        let all = opened.sync_api().query(&EventQuery::all()).unwrap();
+        assert_eq!(all.event_records.len(), 3 * TASKS * 3);
+        let per_account = opened.sync_api().query(&context_of(7)).unwrap();
+        assert_eq!(per_account.event_records.len(), 3 * 3);
+    }
+}
