@@ -2,8 +2,8 @@
 //!
 //! Each case is a function over a store factory (a function returning a fresh,
 //! empty store). [`conformance_tests!`] expands every case as a `#[test]` in
-//! the calling test file, so each store runs all of them and no store keeps
-//! its own list:
+//! the calling test file, through the sync and the async API, so each store
+//! runs all of them both ways and no store keeps its own list:
 //!
 //! ```
 //! fn new_store() -> factstr_memory::MemoryStore {
@@ -38,25 +38,20 @@ pub mod support;
 pub mod through_async;
 
 /// Expands every conformance case as a `#[test]` running against the stores
-/// made by `$new_store` (a function or closure returning a fresh store)
-/// through the sync [`EventStore`](factstr::EventStore) API.
+/// made by `$new_store` (a function or closure returning a fresh store),
+/// three times: through the sync [`EventStore`](factstr::EventStore) API,
+/// and through the [`AsyncEventStore`](factstr::AsyncEventStore) API on a
+/// multi-thread and on a current-thread tokio runtime (see
+/// [`through_async`]). The store must implement both traits, as every
+/// FACTSTR store does.
 ///
-/// The tests land in a module `conformance` with one submodule per area, so
-/// they show up as `conformance::append::appends_get_consecutive_...`.
+/// The tests land in modules `conformance`, `async_multi_thread` and
+/// `async_current_thread`, with one submodule per area, so they show up as
+/// `conformance::append::appends_get_consecutive_...`.
 #[macro_export]
 macro_rules! conformance_tests {
     ($new_store:expr) => {
         $crate::__conformance_case_list! { __conformance_cases { conformance, $new_store } }
-    };
-}
-
-/// Expands every conformance case again through the store's
-/// [`AsyncEventStore`](factstr::AsyncEventStore) API, once on a multi-thread
-/// and once on a current-thread tokio runtime (see [`through_async`]), in
-/// modules `async_multi_thread` and `async_current_thread`.
-#[macro_export]
-macro_rules! async_conformance_tests {
-    ($new_store:expr) => {
         $crate::__conformance_case_list! { __conformance_cases {
             async_multi_thread,
             || $crate::through_async::ThroughAsync::new(

@@ -7,5 +7,3 @@ fn new_store() -> MemoryStore {
 }
 
 factstr_conformance::conformance_tests!(new_store);
-
-factstr_conformance::async_conformance_tests!(new_store);

@@ -9,8 +9,6 @@ fn new_store() -> factstr_postgres::PostgresStore {
 
 factstr_conformance::conformance_tests!(new_store);
 
-factstr_conformance::async_conformance_tests!(new_store);
-
 /// A fresh schema is the place a PostgreSQL log lives in.
 fn new_location() -> String {
     support::new_schema()

@@ -11,7 +11,5 @@ fn new_store() -> TemporaryStore {
 
 factstr_conformance::conformance_tests!(new_store);
 
-factstr_conformance::async_conformance_tests!(new_store);
-
 // A folder is the place a SQLite log lives in (its file `events.db`).
 factstr_conformance::persistent_conformance_tests!(common::new_folder, common::open_in);

@@ -77,7 +77,8 @@ use crate::{
 ///     numbers even with many appending threads
 ///     (`concurrency::streams_see_strictly_increasing_sequences_under_concurrent_appends`).
 /// 14. Handlers are awaited one batch at a time per stream; a slow or blocking
-///     handler delays neither other streams nor appends
+///     handler never delays appends, and other streams only once, by a few
+///     milliseconds, until its stream has a thread of its own
 ///     (`live_streams::handler_is_awaited_before_the_next_batch`,
 ///     `live_streams::slow_handler_delays_neither_other_streams_nor_appends`).
 /// 15. A handler error or panic never rolls back the append and never affects

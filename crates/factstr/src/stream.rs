@@ -63,13 +63,15 @@ type HandlerFn = dyn Fn(Vec<EventRecord>) -> StreamHandlerFuture + Send + Sync +
 /// next batch.
 ///
 /// ## What a handler may do
-/// Each stream runs its handler on a thread of its own, inside a tokio
-/// current-thread runtime of its own. So a handler may use tokio timers,
-/// I/O and `tokio::spawn` (spawned tasks run on the stream's thread whenever
-/// the handler awaits or the stream waits for batches), may block its thread
-/// (synchronous I/O, `std::thread::sleep`), and may call the store,
-/// including unsubscribing its own stream; all of that delays only its own
-/// stream, never other streams or appends. It must not call
+/// Each stream runs its handler inside a tokio current-thread runtime of its
+/// own, on one of the store's delivery threads. So a handler may use tokio
+/// timers, I/O and `tokio::spawn` (spawned tasks run on the stream's runtime
+/// whenever the handler awaits or the stream waits for batches), may block
+/// its thread (synchronous I/O, `std::thread::sleep`), and may call the
+/// store, including unsubscribing its own stream. None of that delays
+/// appends; a handler that blocks or awaits for long may hold up other
+/// streams once, for a few milliseconds, until its stream is given a thread
+/// of its own. It must not call
 /// `Handle::block_on` or `block_in_place` (tokio forbids both on a
 /// current-thread runtime; the call fails as a handler panic).
 ///
@@ -226,7 +228,7 @@ type Unsubscribe = Arc<dyn Fn(u64) + Send + Sync + 'static>;
 /// ## Unsubscribing
 /// [`unsubscribe`](Self::unsubscribe) (or dropping) stops deliveries of
 /// batches committed after the call; batches committed before it are still
-/// delivered, on the stream's own thread, and then the stream stops. It
+/// delivered, and then the stream stops. It
 /// never waits for a handler and never deadlocks, also when called from
 /// inside the stream's own handler.
 ///
