@@ -134,8 +134,8 @@ pub(crate) async fn start(
     balances: Arc<Balances>,
 ) -> Result<EventStream, EventStoreError> {
     let money = EventQuery::for_event_types([ACCOUNT_OPENED, MONEY_DEPOSITED, MONEY_WITHDRAWN]);
-    // The handler runs on the stream's own thread; a short synchronous file
-    // write there delays only this stream.
+    // The handler runs on the stream's own runtime, off the service's
+    // workers: a short synchronous file write there never delays appends.
     let handle = HandleStream::new(move |batch: Vec<EventRecord>| {
         let balances = Arc::clone(&balances);
         async move { balances.handle(&batch) }
