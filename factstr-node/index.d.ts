@@ -76,6 +76,18 @@ export interface QueryResult {
   current_context_version: bigint | null
 }
 
+/** How much of a query `queryPage` and `queryPages` read. */
+export interface QueryPageOptions {
+  /** At most this many records per page: a whole number, at least 1. */
+  limit: number | bigint
+  /**
+   * Read only records after this sequence number (exclusive), in place of
+   * the query's `min_sequence_number`: the previous page's
+   * `last_returned_sequence_number`. Absent or `null`: the query's own cursor.
+   */
+  after?: bigint | number | null
+}
+
 /** The committed range of a batch. */
 export interface AppendResult {
   first_sequence_number: bigint
@@ -214,6 +226,13 @@ export declare abstract class FactstrStore {
   /** Returns the matching records after `min_sequence_number`, with the context version. */
   query(query?: EventQuery | null): QueryResult
   /**
+   * A bounded read: at most `options.limit` of the records `query` would
+   * return after `options.after`, with the context version `query` gives
+   * (usable with `appendIf`). Continue with `after` set to the page's
+   * `last_returned_sequence_number`; the stores read no further than the page.
+   */
+  queryPage(query: EventQuery | null | undefined, options: QueryPageOptions): QueryResult
+  /**
    * Appends only if the context version of `query` (ignoring its
    * `min_sequence_number`) equals `expectedContextVersion`; otherwise returns
    * `{ conflict }` and writes nothing. An absent or `null`
@@ -230,6 +249,18 @@ export declare abstract class FactstrStore {
   appendAsync(events: readonly NewEvent[]): Promise<AppendResult>
   /** `query` off the event loop. */
   queryAsync(query?: EventQuery | null): Promise<QueryResult>
+  /** `queryPage` off the event loop. */
+  queryPageAsync(query: EventQuery | null | undefined, options: QueryPageOptions): Promise<QueryResult>
+  /**
+   * Every page of `query`, `options.limit` records each at most, read off
+   * the event loop one page at a time as the loop asks for it
+   * (`for await (const page of store.queryPages(query, { limit: 1000 }))`),
+   * so memory holds one page whatever the size of the log. Each page carries
+   * the context version of its moment; facts appended meanwhile come in
+   * later pages. Ends after the last matching record; invalid `options`
+   * throw at once.
+   */
+  queryPages(query: EventQuery | null | undefined, options: QueryPageOptions): AsyncGenerator<QueryResult, void, undefined>
   /** `appendIf` off the event loop. */
   appendIfAsync(events: readonly NewEvent[], query?: EventQuery | null, expectedContextVersion?: bigint | number | null): Promise<AppendIfResult>
 

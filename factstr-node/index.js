@@ -113,6 +113,55 @@ function optional(value) {
   return value === undefined ? null : value
 }
 
+function isWholeNumber(value, least) {
+  return typeof value === 'bigint' ? value >= BigInt(least) : Number.isSafeInteger(value) && value >= least
+}
+
+/**
+ * The query and limit of a page read: `{ limit, after? }`, where `after`
+ * (when given) replaces the query's `min_sequence_number`.
+ */
+function pageArguments(query, options) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidInput('options', `expected { limit, after? }, got ${describeType(options)}`)
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'limit' && key !== 'after') {
+      throw invalidInput(`options.${key}`, 'unknown field; expected limit and after')
+    }
+  }
+  const { limit, after } = options
+  if (!isWholeNumber(limit, 1) || limit > Number.MAX_SAFE_INTEGER) {
+    throw invalidInput('options.limit', `expected a whole number of at least 1, got ${String(limit)}`)
+  }
+  if (after !== undefined && after !== null && !isWholeNumber(after, 0)) {
+    throw invalidInput('options.after', `expected a non-negative whole number or null, got ${String(after)}`)
+  }
+  return { query: optional(query), limit: Number(limit), after: optional(after) }
+}
+
+/** `query` reading after `after`; a query the addon cannot read goes on unchanged, for it to name. */
+function afterCursor(query, after) {
+  if (after === null) return query
+  if (query === null) return { min_sequence_number: after }
+  if (typeof query !== 'object' || Array.isArray(query)) return query
+  return { ...query, min_sequence_number: after }
+}
+
+/**
+ * Whether `page`, read with at most `limit` records, is the last one: the
+ * same rule as factstr's QueryPages (fewer records than asked for, or the
+ * last one is the newest matching fact).
+ */
+function isLastPage(page, limit) {
+  const last = page.last_returned_sequence_number
+  return (
+    page.event_records.length < limit ||
+    last === null ||
+    (page.current_context_version !== null && last >= page.current_context_version)
+  )
+}
+
 // Arguments the native layer cannot convert (a function or a symbol inside a
 // query, say) are reported as invalid input naming the argument.
 function native(argument, call) {
@@ -339,12 +388,46 @@ class FactstrStore {
     return reviveAppendIfResult(unwrap(envelope))
   }
 
+  queryPage(query, options) {
+    const page = pageArguments(query, options)
+    const envelope = native('query', () => this.#native.queryPage(afterCursor(page.query, page.after), page.limit))
+    return reviveQueryResult(unwrap(envelope))
+  }
+
   appendAsync(events) {
     return callAsync((id) => this.#native.appendAsync(id, eventsJson(events)), reviveAppendResult)
   }
 
   queryAsync(query) {
     return callAsync((id) => native('query', () => this.#native.queryAsync(id, optional(query))), reviveQueryResult)
+  }
+
+  queryPageAsync(query, options) {
+    return new Promise((resolve) => {
+      const page = pageArguments(query, options)
+      resolve(this.#queryPageAsync(afterCursor(page.query, page.after), page.limit))
+    })
+  }
+
+  queryPages(query, options) {
+    const page = pageArguments(query, options)
+    return this.#pages(page.query, page.limit, page.after)
+  }
+
+  #queryPageAsync(query, limit) {
+    return callAsync((id) => native('query', () => this.#native.queryPageAsync(id, query, limit)), reviveQueryResult)
+  }
+
+  // One page in memory at a time: the next is read when the loop asks for it.
+  async *#pages(query, limit, after) {
+    let cursor = after
+    for (;;) {
+      const page = await this.#queryPageAsync(afterCursor(query, cursor), limit)
+      if (page.event_records.length === 0) return
+      yield page
+      if (isLastPage(page, limit)) return
+      cursor = page.last_returned_sequence_number
+    }
   }
 
   appendIfAsync(events, query, expectedContextVersion) {

@@ -18,7 +18,7 @@
 //! the JS thread) and closing (which waits for the streams' handlers) run on
 //! the addon's threads and settle through `calls` (see there). What stays
 //! synchronous returns at once or costs what its synchronous store call
-//! costs: `append`, `query`, `appendIf`, live registration (a thread start;
+//! costs: `append`, `query`, `queryPage`, `appendIf`, live registration (a thread start;
 //! on PostgreSQL one round trip) and `unsubscribe`.
 
 // `deny`, not `forbid`: the code napi-derive generates allows itself unsafe blocks.
@@ -123,6 +123,14 @@ impl NativeStore {
         run_query(self.store(), query)
     }
 
+    /// Reads at most `limit` records of `query` (a bounded read); the
+    /// envelope is a query result whose `last_returned_sequence_number` is
+    /// the cursor to continue from.
+    #[napi]
+    pub fn query_page(&self, query: Option<Value>, limit: i64) -> String {
+        run_query_page(self.store(), query, limit)
+    }
+
     /// Appends a batch given as JSON text if the context version of `query`
     /// equals `expected`; a conflict is a result, not an error.
     #[napi]
@@ -149,6 +157,15 @@ impl NativeStore {
     pub fn query_async(&self, call: i64, query: Option<Value>) {
         let store = self.store();
         calls::submit(&self.settlements, call, move || run_query(store, query));
+    }
+
+    /// `queryPage` on the addon's threads; settles call `call`.
+    #[napi]
+    pub fn query_page_async(&self, call: i64, query: Option<Value>, limit: i64) {
+        let store = self.store();
+        calls::submit(&self.settlements, call, move || {
+            run_query_page(store, query, limit)
+        });
     }
 
     /// `appendIf` on the addon's threads; settles call `call`.
@@ -328,6 +345,22 @@ fn run_query(store: Option<SharedStore>, query: Option<Value>) -> String {
     let outcome = store.ok_or_else(closed).and_then(|store| {
         let query = decode_query(query)?;
         store.query(&query)
+    });
+    match outcome {
+        Ok(result) => wire::ok_query(&result),
+        Err(error) => wire::error(&error),
+    }
+}
+
+fn run_query_page(store: Option<SharedStore>, query: Option<Value>, limit: i64) -> String {
+    let outcome = store.ok_or_else(closed).and_then(|store| {
+        let query = decode_query(query)?;
+        let limit = usize::try_from(limit).map_err(|_| {
+            EventStoreError::invalid_input(format!(
+                "limit: expected a whole number of at least 1, got {limit}"
+            ))
+        })?;
+        store.query_page(&query, limit)
     });
     match outcome {
         Ok(result) => wire::ok_query(&result),

@@ -353,6 +353,101 @@ function describeStore(name, openStore) {
     })
   })
 
+  describe(`${name}: bounded reads`, () => {
+    it('queryPage reads at most limit records after the cursor, with the context version of the whole query', () => {
+      const store = openStore()
+      store.append(events('a', 3))
+      store.append(events('b', 2))
+      store.append(events('a', 4))
+      const aFacts = { filters: [{ event_types: ['a'] }] }
+      const first = store.queryPage(aFacts, { limit: 2 })
+      assert.deepEqual(first.event_records.map((r) => r.sequence_number), [1n, 2n])
+      assert.equal(first.last_returned_sequence_number, 2n)
+      assert.equal(first.current_context_version, 9n)
+      const second = store.queryPage(aFacts, { limit: 2, after: first.last_returned_sequence_number })
+      assert.deepEqual(second.event_records.map((r) => r.sequence_number), [3n, 6n])
+      assert.equal(second.current_context_version, 9n)
+      // `after` as a number, and in place of the query's own cursor.
+      const third = store.queryPage({ ...aFacts, min_sequence_number: 1n }, { limit: 10, after: 6 })
+      assert.deepEqual(third.event_records.map((r) => r.sequence_number), [7n, 8n, 9n])
+      // Without `after`, the query's own cursor counts.
+      const own = store.queryPage({ min_sequence_number: 8 }, { limit: 10 })
+      assert.deepEqual(own.event_records.map((r) => r.sequence_number), [9n])
+      const past = store.queryPage(undefined, { limit: 5, after: 9n })
+      assert.deepEqual(past, { event_records: [], last_returned_sequence_number: null, current_context_version: 9n })
+      // The page's version works for appendIf, as query's does.
+      const appended = store.appendIf(events('a', 1), aFacts, first.current_context_version)
+      assert.equal(appended.append_result.first_sequence_number, 10n)
+      store.close()
+    })
+
+    it('queryPageAsync gives the page queryPage gives', async () => {
+      const store = openStore()
+      store.append(events('a', 5))
+      const sync = store.queryPage(null, { limit: 2, after: 1n })
+      const async_ = await store.queryPageAsync(null, { limit: 2, after: 1n })
+      assert.deepEqual(async_, sync)
+      assert.deepEqual(async_.event_records.map((r) => r.sequence_number), [2n, 3n])
+      store.close()
+    })
+
+    it('queryPages iterates every page with for await, one page at a time', async () => {
+      const store = openStore()
+      for (let n = 0; n < 5; n++) store.append([...events('a', 2), ...events('b', 1)])
+      const seen = []
+      const sizes = []
+      for await (const page of store.queryPages({ filters: [{ event_types: ['a'] }] }, { limit: 3 })) {
+        sizes.push(page.event_records.length)
+        seen.push(...page.event_records.map((r) => Number(r.sequence_number)))
+        assert.equal(page.current_context_version, 14n)
+      }
+      assert.deepEqual(sizes, [3, 3, 3, 1])
+      assert.deepEqual(seen, [1, 2, 4, 5, 7, 8, 10, 11, 13, 14])
+
+      // A page that ends exactly at the newest fact is the last one read.
+      const exact = []
+      for await (const page of store.queryPages(null, { limit: 5, after: 5 })) exact.push(page.event_records.length)
+      assert.deepEqual(exact, [5, 5])
+      // Nothing to read: no page at all.
+      const none = []
+      for await (const page of store.queryPages({ filters: [{ event_types: ['c'] }] }, { limit: 3 })) none.push(page)
+      assert.deepEqual(none, [])
+      store.close()
+    })
+
+    it('queryPages reads lazily: facts appended between pages come in later pages', async () => {
+      const store = openStore()
+      store.append(events('a', 4))
+      const seen = []
+      let appendedMeanwhile = false
+      for await (const page of store.queryPages(null, { limit: 2 })) {
+        seen.push(...page.event_records.map((r) => Number(r.sequence_number)))
+        if (!appendedMeanwhile) {
+          appendedMeanwhile = true
+          await store.appendAsync(events('a', 2))
+        }
+      }
+      assert.deepEqual(seen, [1, 2, 3, 4, 5, 6])
+      store.close()
+    })
+
+    it('refuses page options it cannot use, naming the field', async () => {
+      const store = openStore()
+      assertInvalid(() => store.queryPage(null, { limit: 0 }), 'options.limit')
+      assertInvalid(() => store.queryPage(null, { limit: 1.5 }), 'options.limit')
+      assertInvalid(() => store.queryPage(null, {}), 'options.limit')
+      assertInvalid(() => store.queryPage(null), 'options')
+      assertInvalid(() => store.queryPage(null, { limit: 1, after: -1 }), 'options.after')
+      assertInvalid(() => store.queryPage(null, { limit: 1, cursor: 3 }), 'options.cursor')
+      assertInvalid(() => store.queryPage({ filters: 'a' }, { limit: 1 }), 'filters')
+      assertInvalid(() => store.queryPages(null, { limit: -1 }), 'options.limit')
+      await assert.rejects(store.queryPageAsync(null, { limit: 0 }), (error) => error instanceof FactstrInputError)
+      await assert.rejects(store.queryPageAsync({ filters: 'a' }, { limit: 1 }), (error) => error instanceof FactstrInputError)
+      store.close()
+      assert.throws(() => store.queryPage(null, { limit: 1 }), (error) => error.code === ErrorCode.BackendFailure)
+    })
+  })
+
   describe(`${name}: closing`, () => {
     it('closing with active streams is safe and later calls fail clearly', async () => {
       const store = openStore()

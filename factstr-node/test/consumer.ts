@@ -17,6 +17,7 @@ import {
   type FactstrSubscription,
   type JsonValue,
   type NewEvent,
+  type QueryPageOptions,
   type QueryResult,
   type StreamStop,
 } from '..'
@@ -117,6 +118,18 @@ async function withdraw(store: FactstrStore, account: string, amount: number): P
   return outcome.append_result.last_sequence_number
 }
 
+/** A balance read page by page: one page of records in memory at a time. */
+async function pagedBalance(store: FactstrStore, account: string): Promise<number> {
+  const context: EventQuery = { filters: [{ payload_predicates: [{ account }] }] }
+  const options: QueryPageOptions = { limit: 500 }
+  let balance = 0
+  for await (const page of store.queryPages(context, options)) balance += balanceOf(page.event_records)
+  const first: QueryResult = store.queryPage(context, { limit: 10n, after: null })
+  const next: QueryResult = await store.queryPageAsync(context, { limit: 10, after: first.last_returned_sequence_number })
+  void next
+  return balance
+}
+
 function narrowing(outcome: AppendIfResult): AppendResult | undefined {
   // @ts-expect-error append_result may be absent until the result is narrowed
   void outcome.append_result.committed_count
@@ -190,6 +203,7 @@ async function main(): Promise<void> {
   void conflictVersion
 
   await withdraw(memory, 'a1', 5)
+  await pagedBalance(memory, 'a1')
   for (const subscription of [live, filtered, durable, durableFiltered]) subscription.unsubscribe()
   const closed: Promise<void> = memory.close()
   await closed

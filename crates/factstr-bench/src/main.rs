@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod async_workloads;
 mod bare;
 mod fsync;
 mod paired;
@@ -35,6 +36,9 @@ use crate::workloads::Settings;
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(result) = async_workloads::run_command(&arguments) {
+        return exit(result);
+    }
     if arguments.first().map(String::as_str) == Some(workloads::CHILD_APPEND_COMMAND) {
         return exit(workloads::run_child_appender(&arguments[1..]));
     }

@@ -20,6 +20,9 @@ pub mod docs {
     #[doc = include_str!("../../../docs/streams.md")]
     pub mod streams {}
 
+    #[doc = include_str!("../../../docs/async.md")]
+    pub mod async_api {}
+
     #[doc = include_str!("../../../docs/getting-started.md")]
     pub mod getting_started {}
 
