@@ -5,7 +5,7 @@ use factstr::backend::{BatchReadRequest, CommittedBatchPage, CommittedLog, Durab
 use factstr::{EventQuery, EventStoreError};
 use tokio::runtime::Handle;
 
-use crate::bridge::run_on;
+use crate::bridge::{run_on, wait};
 use crate::durable::DurableStreams;
 use crate::read::Reader;
 
@@ -66,6 +66,12 @@ impl CommittedLog for PostgresLog {
     }
 
     fn close_durable_stream(&self, name: &str) {
-        self.durable.begin_close(&self.runtime, name);
+        // Called on the stream's delivery thread, which may wait: the stream
+        // reports that it stopped only once its cursor is written and its
+        // name is free for other stores and processes too.
+        let mut closed = self.durable.begin_close(&self.runtime, name);
+        wait(async move {
+            let _ = closed.wait_for(|finished| *finished).await;
+        });
     }
 }

@@ -215,10 +215,12 @@ impl DurableStreams {
 
     /// Starts releasing the claim of `name` and returns at once: the
     /// stream's cursor is written, then its lock released, on `runtime`.
-    /// Opening the name again in this store waits for that to finish.
-    pub(crate) fn begin_close(&self, runtime: &Handle, name: &str) {
+    /// Opening the name again in this store waits for that to finish; the
+    /// returned receiver turns `true` then (or closes, should the store's
+    /// runtime end first).
+    pub(crate) fn begin_close(&self, runtime: &Handle, name: &str) -> watch::Receiver<bool> {
         let (finished, closing) = watch::channel(false);
-        lock(&self.inner.closing).insert(name.to_owned(), closing);
+        lock(&self.inner.closing).insert(name.to_owned(), closing.clone());
         let durable = self.clone();
         let name = name.to_owned();
         drop(runtime.spawn(async move {
@@ -232,6 +234,7 @@ impl DurableStreams {
                 closing.remove(&name);
             }
         }));
+        closing
     }
 
     /// Waits until every close begun so far has finished, then writes every
