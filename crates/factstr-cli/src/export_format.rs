@@ -284,6 +284,9 @@ impl<R: BufRead> ExportReader<R> {
         if read == 0 {
             return Ok(false);
         }
+        // So that serde_json's positions are on this line.
+        let content = self.text.trim_end_matches(['\n', '\r']).len();
+        self.text.truncate(content);
         self.line_number += 1;
         Ok(true)
     }

@@ -210,7 +210,7 @@ fn errors_are_one_line_and_name_where_json_is_invalid() {
     assert!(
         refused
             .stderr
-            .contains("standard input at line 2 column 22"),
+            .contains("standard input at line 2 column 21"),
         "{}",
         refused.stderr
     );
