@@ -79,8 +79,7 @@ fn run_durable(store: &SqliteStore, name: &str, through: u64) -> Vec<u64> {
         std::thread::sleep(Duration::from_millis(10));
     }
     stream.unsubscribe();
-    let handled = handled.lock().unwrap().clone();
-    handled
+    handled.lock().unwrap().clone()
 }
 
 #[test]
