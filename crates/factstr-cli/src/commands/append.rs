@@ -7,7 +7,7 @@ use factstr::NewEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{flushed, stdout, written};
+use super::{counted, flushed, stdout, written};
 use crate::cli::AppendArgs;
 use crate::failure::{Failure, StoreResultExt};
 use crate::filter::parse_json;
@@ -48,8 +48,10 @@ pub(crate) fn run(arguments: &AppendArgs) -> Result<(), Failure> {
     let mut out = stdout();
     written(writeln!(
         out,
-        "committed {}..={} ({} facts)",
-        result.first_sequence_number, result.last_sequence_number, result.committed_count
+        "committed {}..={} ({})",
+        result.first_sequence_number,
+        result.last_sequence_number,
+        counted(result.committed_count, "fact")
     ))?;
     flushed(&mut out)
 }

@@ -17,7 +17,7 @@ use factstr::backend::DurableStreamInfo;
 use factstr::{EventQuery, EventRecord};
 
 use super::export::PAGE_FACTS;
-use super::{flushed, stdout, written};
+use super::{counted, flushed, stdout, written};
 use crate::cli::CopyArgs;
 use crate::failure::{Failure, StoreResultExt};
 use crate::progress::facts_bar;
@@ -55,10 +55,10 @@ pub(crate) fn run(arguments: &CopyArgs) -> Result<(), Failure> {
     let mut out = stdout();
     written(writeln!(
         out,
-        "copied {facts} facts ({}..={copied_through}) and {} durable streams in {seconds:.1} s \
-         ({:.0} facts/s)",
+        "copied {} ({}..={copied_through}) and {} in {seconds:.1} s ({:.0} facts/s)",
+        counted(facts, "fact"),
         start + 1,
-        copied_streams.len(),
+        counted(copied_streams.len() as u64, "durable stream"),
         facts as f64 / seconds.max(1e-9)
     ))?;
     flushed(&mut out)

@@ -9,7 +9,7 @@
 //! input is held in memory.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Read};
+use std::io::{BufRead, BufReader, Cursor, Read, Write};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +17,7 @@ use factstr::EventRecord;
 use factstr::backend::{check_imported_batches, normalized_stream_query};
 
 use super::export::PAGE_FACTS;
+use super::{counted, flushed, stdout, written};
 use crate::export_format::{ExportReader, ExportedStream, Item, Totals};
 use crate::failure::{Failure, StoreResultExt};
 use crate::progress::facts_bar;
@@ -203,5 +204,17 @@ fn write(
             .or_fail(&format!("importing durable stream `{}`", stream.name))?;
     }
     bar.finish_and_clear();
-    Ok(())
+    let range = match checked.first {
+        Some((first, _)) => format!(" ({first}..={})", checked.last),
+        None => String::new(),
+    };
+    let mut out = stdout();
+    written(writeln!(
+        out,
+        "imported {}{range} in {} and {}",
+        counted(checked.totals.facts, "fact"),
+        counted(checked.totals.batches, "batch"),
+        counted(checked.totals.durable_streams, "durable stream")
+    ))?;
+    flushed(&mut out)
 }

@@ -32,3 +32,13 @@ pub(crate) fn written(result: io::Result<()>) -> Result<(), Failure> {
 pub(crate) fn flushed(out: &mut impl Write) -> Result<(), Failure> {
     written(out.flush())
 }
+
+/// `count` and `noun`, in the plural unless it is one ("1 fact", "2
+/// facts"; "batch" becomes "batches").
+pub(crate) fn counted(count: u64, noun: &str) -> String {
+    match (count, noun.ends_with('h')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{count} {noun}es"),
+        (_, false) => format!("{count} {noun}s"),
+    }
+}
