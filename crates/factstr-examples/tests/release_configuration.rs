@@ -63,11 +63,12 @@ const PACKAGE_KEYS: &[&str] = &[
     "semver_check",
     "version_group",
 ];
-const PUBLISHED: [&str; 4] = [
+const PUBLISHED: [&str; 5] = [
     "factstr",
     "factstr-memory",
     "factstr-sqlite",
     "factstr-postgres",
+    "factstr-cli",
 ];
 
 fn root() -> PathBuf {

@@ -27,6 +27,8 @@ mod writer;
 mod committed_log;
 mod start;
 mod store;
+// Above the store: what operating it needs (factstr::backend::StoreOperations).
+mod operations;
 
 pub use options::{PostgresBootstrapOptions, PostgresStoreOptions};
 pub use store::PostgresStore;

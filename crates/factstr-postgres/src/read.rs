@@ -38,6 +38,11 @@ impl Reader {
         Self { pool, names }
     }
 
+    /// The pool it reads through.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// At most `limit` records (all with `None`) matching `query` after its
     /// `min_sequence_number`, and the context version, from one snapshot.
     ///

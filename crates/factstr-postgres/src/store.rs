@@ -162,6 +162,12 @@ impl PostgresStore {
         Arc::clone(&self.log) as Arc<dyn CommittedLog>
     }
 
+    /// The table names, the reader, the dispatcher's view of the log and the
+    /// runtime, for the store operations (`operations.rs`).
+    pub(crate) fn parts(&self) -> (&Arc<SchemaNames>, &Reader, &PostgresLog, &Handle) {
+        (&self.names, &self.reader, &self.log, &self.handle)
+    }
+
     /// Wraps a durable stream's handler so that each call first makes sure
     /// this process still holds the stream's lock (see `durable.rs`).
     fn claim_checked(&self, durable_stream: &DurableStream, handle: HandleStream) -> HandleStream {
@@ -216,7 +222,7 @@ impl PostgresStore {
 
     /// Publishes every batch committed before now (see
     /// `Publication::catch_up`).
-    fn publish_committed(&self) -> StoreWork<()> {
+    pub(crate) fn publish_committed(&self) -> StoreWork<()> {
         spawned(&self.handle, self.publication.catch_up())
     }
 

@@ -39,7 +39,7 @@ const LAYERS: [(&str, &[&str]); 3] = [
             "writer::transaction",
         ],
     ),
-    ("top", &["committed_log", "start", "store"]),
+    ("top", &["committed_log", "operations", "start", "store"]),
 ];
 
 #[test]

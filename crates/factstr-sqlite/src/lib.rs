@@ -23,6 +23,8 @@ mod writer;
 // Top: the dispatcher's view of the log, and the store.
 mod committed_log;
 mod store;
+// Above the store: what operating it needs (factstr::backend::StoreOperations).
+mod operations;
 
 #[cfg(test)]
 mod testing;

@@ -136,6 +136,12 @@ impl SqliteStore {
     fn committed_log(&self) -> Arc<dyn CommittedLog> {
         Arc::clone(&self.log) as Arc<dyn CommittedLog>
     }
+
+    /// The writer, the read connections, the dispatcher's view of the log
+    /// and the dispatcher, for the store operations (`operations.rs`).
+    pub(crate) fn parts(&self) -> (&Writer, &ReaderPool, &SqliteLog, &StreamDispatcher) {
+        (&self.writer, &self.readers, &self.log, &self.dispatcher)
+    }
 }
 
 /// Refuses paths SQLite would not treat as a file of its own.

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 /// The crate's modules, bottom first: errors, options, SQL text, payload
 /// index documents, the row codec, the 0.5.x migration, opening files;
 /// choosing and reading candidates, reads, read connections, durable
-/// streams, the writer; the dispatcher's view of the log, the store.
-const MODULES: [&str; 14] = [
+/// streams, the writer; the dispatcher's view of the log, the store, the
+/// store operations.
+const MODULES: [&str; 15] = [
     "error",
     "options",
     "sql",
@@ -28,6 +29,7 @@ const MODULES: [&str; 14] = [
     "writer",
     "committed_log",
     "store",
+    "operations",
 ];
 
 /// The writer's modules, bottom first: pending cursors, the transaction

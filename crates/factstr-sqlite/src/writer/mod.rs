@@ -184,6 +184,20 @@ impl Writer {
         self.call(|reply| WriteRequest::FlushCursors { reply })
     }
 
+    /// Runs `work` on the writer connection while holding it, so that no
+    /// group of this store commits meanwhile: the store operations (an
+    /// import, moving a cursor) run their own transaction there.
+    pub(crate) fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, EventStoreError>,
+    ) -> Result<T, EventStoreError> {
+        let connection = self.shared.lock_connection();
+        match &connection.connection {
+            Some(connection) => work(connection),
+            None => Err(writer_stopped()),
+        }
+    }
+
     /// Commits what is queued and pending, closes the connection and stops
     /// the writer thread. Later calls fail with `BackendFailure`.
     pub(crate) fn shutdown(&self) {

@@ -44,6 +44,18 @@ pub trait StoreOperations {
     /// Counts facts and batches, and reads the log's bounds and types.
     fn log_stats(&self) -> Result<LogStats, EventStoreError>;
 
+    /// Whole committed batches after `after` (0 or the last sequence
+    /// number of a batch), in order: about `max_events` events, never a
+    /// batch split, at least one batch when the log goes beyond `after`,
+    /// none when it does not. Paging with it reads a log in bounded memory
+    /// with its batch boundaries (export, copy), which
+    /// [`EventStore::query`](crate::EventStore::query) does not show.
+    fn read_batches(
+        &self,
+        after: u64,
+        max_events: usize,
+    ) -> Result<Vec<Vec<EventRecord>>, EventStoreError>;
+
     /// Every durable stream, by name.
     fn durable_streams(&self) -> Result<Vec<DurableStreamInfo>, EventStoreError>;
 
