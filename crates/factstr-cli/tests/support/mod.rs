@@ -182,8 +182,24 @@ pub fn new_postgres_url() -> String {
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
     let url = database_url();
-    let sql = format!("CREATE SCHEMA {schema}");
-    let admin_url = url.clone();
+    execute_admin(format!("CREATE SCHEMA {schema}"));
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}schema={schema}")
+}
+
+/// Drops the schema of a store URL made by [`new_postgres_url`], for tests
+/// that leave much data behind.
+pub fn drop_postgres_schema(store_url: &str) {
+    let schema = store_url
+        .rsplit_once("schema=")
+        .map(|(_, schema)| schema.to_owned())
+        .unwrap();
+    execute_admin(format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// Runs `sql` on the test database.
+fn execute_admin(sql: String) {
+    let admin_url = database_url();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -197,8 +213,6 @@ pub fn new_postgres_url() -> String {
     })
     .join()
     .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}schema={schema}")
 }
 
 /// The connection URL of a store URL made by [`new_postgres_url`], for
