@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::transaction::{Append, Decision, Failure, Insertion, KnownHead, LoneOutcome};
 use crate::bridge::StoreWork;
 use crate::connect::Connector;
+use crate::error::{database_failure, is_connection_lost};
 use crate::rows::PreparedBatch;
 use crate::schema::SchemaNames;
 
@@ -258,11 +259,23 @@ impl Writer {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             empty => {
-                let connection = self
+                let mut connection = self
                     .connector
                     .connect("append")
                     .await
                     .map_err(|error| Failure::BeforeCommit(error, false))?;
+                // The lone append's statement plans the same whatever it
+                // binds, and planning it costs more than running it: plan it
+                // once per session. The transaction plans per execution.
+                sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+                    .execute(&mut connection)
+                    .await
+                    .map_err(|error| {
+                        Failure::BeforeCommit(
+                            database_failure("cannot prepare the connection to append", &error),
+                            is_connection_lost(&error),
+                        )
+                    })?;
                 empty.insert(connection)
             }
         };

@@ -106,9 +106,12 @@ pub(super) async fn commit(
 ) -> Result<(DateTime<Utc>, Vec<Decision>), Failure> {
     // BEGIN and the lock in one round trip (the key is a number this
     // code derived, not input). The statements after it see every
-    // append committed before the lock was granted.
+    // append committed before the lock was granted. Their plans depend on
+    // the contexts they read (see `session_options`): planned per execution
+    // here, while the writer's session keeps generic plans for the lone
+    // append's statement (see `Writer::try_commit`).
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "BEGIN; SELECT pg_advisory_xact_lock({})",
+        "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; SELECT pg_advisory_xact_lock({})",
         names.append_lock_key()
     )))
     .execute(&mut *connection)
