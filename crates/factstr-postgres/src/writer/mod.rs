@@ -8,6 +8,10 @@
 //! succeeds or fails on its own: a group whose rows the database refuses is
 //! committed again request by request, and a group whose connection turned
 //! out dead before anything was committed is tried once more on a new one.
+//!
+//! A lone plain append, when the writer's last commit on its connection was
+//! its own, first tries one statement ([`transaction::append_alone`]) and
+//! goes through the transaction only when that commits nothing.
 
 mod snapshot;
 mod transaction;
