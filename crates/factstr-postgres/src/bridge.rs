@@ -45,6 +45,20 @@ pub(crate) fn run_on<T: Send + 'static>(
     wait(spawned(runtime, work))
 }
 
+/// Runs `work` for a sync caller: on the calling thread when it is outside
+/// any tokio runtime (the store's runtime drives the connections' I/O, so
+/// the answer needs one thread hand-off instead of two), otherwise as
+/// [`run_on`] does, since a thread inside a runtime must not enter another.
+pub(crate) fn run_for_caller<T: Send + 'static>(
+    runtime: &Handle,
+    work: impl Future<Output = Result<T, EventStoreError>> + Send + 'static,
+) -> Result<T, EventStoreError> {
+    if Handle::try_current().is_err() {
+        return runtime.block_on(work);
+    }
+    run_on(runtime, work)
+}
+
 /// Waits on the calling thread for a future whose work runs elsewhere (on
 /// the store's runtime): the thread sleeps until the future is woken.
 ///

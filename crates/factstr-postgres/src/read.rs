@@ -46,13 +46,15 @@ impl Reader {
     /// At most `limit` records (all with `None`) matching `query` after its
     /// `min_sequence_number`, and the context version, from one snapshot.
     ///
-    /// One statement returns the log's head, the first `limit` candidate
-    /// rows after the cursor and the newest candidates of the whole log, so a
-    /// query costs one round trip. Only when candidates fail the shared
-    /// matcher (jsonb containment lets through a few rows that do not match)
-    /// do further statements read on, bounded by that head: the log is
-    /// append-only and its visible part is always a gapless prefix, so rows
-    /// up to the head read later are exactly the rows of that snapshot.
+    /// A whole query (no `limit`) that finds records costs one statement:
+    /// its context version is its last record. Otherwise one statement reads
+    /// the first `limit` candidate rows after the cursor and the newest
+    /// candidates of the whole log, for the context version. Only when
+    /// candidates fail the shared matcher (jsonb containment lets through a
+    /// few rows that do not match) do further statements read on, bounded by
+    /// the newest candidate that statement saw: the log is append-only and
+    /// its visible part is always a gapless prefix, so rows up to it read
+    /// later are exactly the rows of that snapshot.
     pub(crate) async fn query(
         &self,
         query: &EventQuery,
@@ -68,16 +70,61 @@ impl Reader {
         let candidates = &candidates;
         self.read("query failed", |mut connection| {
             Box::pin(async move {
-                let result = self
-                    .query_on(&mut connection, query, candidates, limit)
-                    .await;
+                let result = match limit {
+                    None => self.query_on(&mut connection, query, candidates).await,
+                    Some(limit) => {
+                        self.page_on(&mut connection, query, candidates, Some(limit))
+                            .await
+                    }
+                };
                 (connection, result)
             })
         })
         .await
     }
 
+    /// A whole query: its records, and as context version the last of them;
+    /// without records, the page read finds the version.
     async fn query_on(
+        &self,
+        connection: &mut PgConnection,
+        query: &EventQuery,
+        candidates: &Candidates,
+    ) -> Result<QueryResult, sqlx::Error> {
+        let after = query.min_sequence_number.unwrap_or(0);
+        let sql = format!(
+            "SELECT sequence_number, occurred_at, event_type, payload::text \
+             FROM {events} WHERE sequence_number > $1 AND {condition} \
+             ORDER BY sequence_number",
+            events = self.names.events(),
+            condition = candidates.condition(2),
+        );
+        let rows = candidates
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_stored(after)))
+            .fetch_all(&mut *connection)
+            .await?;
+        let mut event_records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(record) = decode_record(row, 0)?
+                && query.matches_record(&record)
+            {
+                event_records.push(record);
+            }
+        }
+        let Some(last) = event_records.last().map(|record| record.sequence_number) else {
+            // The newest match lies at or before the cursor, if anywhere.
+            return self.page_on(connection, query, candidates, None).await;
+        };
+        Ok(QueryResult {
+            event_records,
+            last_returned_sequence_number: Some(last),
+            current_context_version: Some(last),
+        })
+    }
+
+    /// At most `limit` records (all with `None`) and the context version,
+    /// the newest candidates read by the same statement.
+    async fn page_on(
         &self,
         connection: &mut PgConnection,
         query: &EventQuery,
@@ -92,16 +139,12 @@ impl Reader {
         } else {
             "payload::text"
         };
-        // Parts: 0 the head, 1 the records after the cursor, 2 the newest
-        // candidates (for the context version).
+        // Parts: 1 the records after the cursor, 2 the newest candidates.
         let sql = format!(
-            "SELECT 0 AS part, MAX(sequence_number) AS sequence_number, \
-                    NULL::timestamptz AS occurred_at, NULL::text AS event_type, NULL::text AS payload \
-             FROM {events} \
-             UNION ALL (SELECT 1, sequence_number, occurred_at, event_type, payload::text \
-                        FROM {events} WHERE sequence_number > $1 AND {condition} \
-                        ORDER BY sequence_number LIMIT $2) \
-             UNION ALL (SELECT 2, sequence_number, NULL, event_type, {newest_payload} \
+            "(SELECT 1 AS part, sequence_number, occurred_at, event_type, payload::text AS payload \
+              FROM {events} WHERE sequence_number > $1 AND {condition} \
+              ORDER BY sequence_number LIMIT $2) \
+             UNION ALL (SELECT 2, sequence_number, NULL::timestamptz, event_type, {newest_payload} \
                         FROM {events} WHERE {condition} \
                         ORDER BY sequence_number DESC LIMIT $3)",
             events = self.names.events(),
@@ -116,25 +159,19 @@ impl Reader {
             )
             .fetch_all(&mut *connection)
             .await?;
-        let mut head = None;
         let mut candidate_rows = Vec::new();
         let mut newest = Vec::new();
         for row in &rows {
-            match row.try_get::<i32, _>(0)? {
-                0 => {
-                    head = row
-                        .try_get::<Option<i64>, _>(1)?
-                        .map(|head| stored_number(head, "sequence number"))
-                        .transpose()?;
-                }
-                1 => candidate_rows.extend(decode_record(row, 1)?),
-                _ => {
-                    let sequence_number = stored_number(row.try_get(1)?, "sequence number")?;
-                    newest.push((sequence_number, row.try_get(3)?, row.try_get(4)?));
-                }
+            if row.try_get::<i32, _>(0)? == 1 {
+                candidate_rows.extend(decode_record(row, 1)?);
+            } else {
+                let sequence_number = stored_number(row.try_get(1)?, "sequence number")?;
+                newest.push((sequence_number, row.try_get(3)?, row.try_get(4)?));
             }
         }
-        let Some(head) = head else {
+        newest.sort_by_key(|&(sequence_number, _, _)| std::cmp::Reverse(sequence_number));
+        // The newest candidate of the snapshot: nothing after it can match.
+        let Some(&(newest_candidate, _, _)) = newest.first() else {
             return Ok(QueryResult {
                 event_records: Vec::new(),
                 last_returned_sequence_number: None,
@@ -152,10 +189,16 @@ impl Reader {
         if let (Some(limit), Some(mut last)) = (limit, last_candidate) {
             let count = |records: usize| i64::try_from(records).unwrap_or(i64::MAX);
             let mut full = count(read) >= limit;
-            while full && count(event_records.len()) < limit && last < head {
+            while full && count(event_records.len()) < limit && last < newest_candidate {
                 let wanted = limit - count(event_records.len());
                 let more = self
-                    .candidates_between(connection, candidates, last, head, Some(wanted))
+                    .candidates_between(
+                        connection,
+                        candidates,
+                        last,
+                        newest_candidate,
+                        Some(wanted),
+                    )
                     .await?;
                 full = count(more.len()) >= wanted;
                 let Some(newest_read) = more.last() else {
@@ -171,12 +214,11 @@ impl Reader {
         }
         let last_returned_sequence_number =
             event_records.last().map(|record| record.sequence_number);
-        newest.sort_by_key(|&(sequence_number, _, _)| std::cmp::Reverse(sequence_number));
         let current_context_version = match newest_match_among(query, &newest)? {
             Some(version) => Some(version),
             None => match newest.last() {
                 Some(&(oldest, _, _)) if newest.len() as i64 >= NEWEST_CANDIDATES => {
-                    let bound = to_stored(oldest.min(head).saturating_sub(1));
+                    let bound = to_stored(oldest.saturating_sub(1));
                     newest_match(connection, &self.names, candidates, query, bound).await?
                 }
                 _ => None,

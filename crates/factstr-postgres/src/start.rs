@@ -135,7 +135,7 @@ async fn start_tasks(
         listener_pool,
         names.channel().to_owned(),
         news,
-        connection_epoch,
+        Arc::clone(&connection_epoch),
         ready,
     ));
     listening.await.unwrap_or_else(|_| {
@@ -144,8 +144,14 @@ async fn start_tasks(
         ))
     })?;
     handle.spawn(durable.clone().write_cursors());
-    let appends =
-        Writer::new(connector, Arc::clone(&names), Arc::clone(&dispatcher), pool).start(&handle);
+    let appends = Writer::new(
+        connector,
+        Arc::clone(&names),
+        Arc::clone(&dispatcher),
+        pool,
+        connection_epoch,
+    )
+    .start(&handle);
     Ok(Parts {
         names,
         reader,

@@ -12,7 +12,7 @@ use factstr::{
 use sqlx::postgres::PgConnectOptions;
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
-use crate::bridge::{StoreWork, run_on, spawned, wait};
+use crate::bridge::{StoreWork, run_for_caller, run_on, spawned, wait};
 use crate::committed_log::PostgresLog;
 use crate::connect::{DatabaseToCreate, parse_url};
 use crate::durable::DurableStreams;
@@ -175,19 +175,41 @@ impl PostgresStore {
             .checked_handler(&self.handle, durable_stream.name(), handle)
     }
 
-    /// Reads at most `limit` records (all with `None`) of `event_query`.
+    /// Reads at most `limit` records (all with `None`) of `event_query`, for
+    /// an async caller.
     fn read_query(&self, event_query: &EventQuery, limit: Option<usize>) -> StoreWork<QueryResult> {
-        let valid = validation::validate_query(event_query)
-            .and_then(|()| limit.map_or(Ok(()), validation::validate_page_limit));
-        if let Err(error) = valid {
-            return Box::pin(std::future::ready(Err(error)));
+        match self.query_work(event_query, limit) {
+            Ok(work) => spawned(&self.handle, work),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    /// The same read for a sync caller.
+    fn read_query_here(
+        &self,
+        event_query: &EventQuery,
+        limit: Option<usize>,
+    ) -> Result<QueryResult, EventStoreError> {
+        run_for_caller(&self.handle, self.query_work(event_query, limit)?)
+    }
+
+    /// The read of at most `limit` records (all with `None`) of a valid
+    /// `event_query`.
+    fn query_work(
+        &self,
+        event_query: &EventQuery,
+        limit: Option<usize>,
+    ) -> Result<
+        impl Future<Output = Result<QueryResult, EventStoreError>> + Send + 'static,
+        EventStoreError,
+    > {
+        validation::validate_query(event_query)?;
+        if let Some(limit) = limit {
+            validation::validate_page_limit(limit)?;
         }
         let reader = self.reader.clone();
         let query = event_query.clone();
-        spawned(
-            &self.handle,
-            async move { reader.query(&query, limit).await },
-        )
+        Ok(async move { reader.query(&query, limit).await })
     }
 
     fn submit_append(&self, new_events: Vec<NewEvent>) -> StoreWork<AppendResult> {
@@ -337,7 +359,7 @@ impl std::fmt::Debug for PostgresStore {
 /// The sync API: the async operations, waited for on the calling thread.
 impl EventStore for PostgresStore {
     fn query(&self, event_query: &EventQuery) -> Result<QueryResult, EventStoreError> {
-        wait(self.read_query(event_query, None))
+        self.read_query_here(event_query, None)
     }
 
     fn query_page(
@@ -345,7 +367,7 @@ impl EventStore for PostgresStore {
         event_query: &EventQuery,
         limit: usize,
     ) -> Result<QueryResult, EventStoreError> {
-        wait(self.read_query(event_query, Some(limit)))
+        self.read_query_here(event_query, Some(limit))
     }
 
     fn append(&self, new_events: Vec<NewEvent>) -> Result<AppendResult, EventStoreError> {

@@ -230,3 +230,42 @@ fn an_event_type_of_four_kilobytes_is_invalid_input_and_never_reaches_the_databa
     store.append(numbered("a", 2)).unwrap();
     assert_eq!(attempts(), 2);
 }
+
+/// A lone append after the writer's own commit takes one statement that
+/// only applies while the log's head is the one the writer saw: appends of
+/// another store on the same log in between, and rows the database refuses,
+/// send it through the transaction, which numbers and refuses as always.
+#[test]
+fn lone_appends_of_two_stores_on_one_log_and_a_refused_one_keep_the_log_gapless() {
+    let schema = new_schema();
+    let here = store_in(&schema);
+    let there = store_in(&schema);
+    execute(format!(
+        "ALTER TABLE {} ADD CONSTRAINT no_refused_events CHECK (event_type <> 'refused')",
+        events_table(&schema)
+    ));
+    let mut expected_first = 1;
+    for round in 0..10 {
+        for (store, size) in [(&here, 1), (&here, 2), (&there, 1)] {
+            let result = store.append(numbered("good", size)).unwrap();
+            assert_eq!(
+                result.first_sequence_number, expected_first,
+                "round {round}"
+            );
+            assert_eq!(
+                result.last_sequence_number,
+                expected_first + size as u64 - 1
+            );
+            expected_first += size as u64;
+        }
+        expect_refused_by_the_database(
+            here.append(vec![NewEvent::new("refused", json!({"round": round}))]),
+        );
+    }
+    let records = here.query(&EventQuery::all()).unwrap().event_records;
+    assert_eq!(
+        sequence_numbers(&records),
+        (1..expected_first).collect::<Vec<_>>()
+    );
+    assert!(records.iter().all(|record| record.event_type == "good"));
+}

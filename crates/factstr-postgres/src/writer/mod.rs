@@ -8,11 +8,16 @@
 //! succeeds or fails on its own: a group whose rows the database refuses is
 //! committed again request by request, and a group whose connection turned
 //! out dead before anything was committed is tried once more on a new one.
+//!
+//! A lone plain append, when the writer's last commit on its connection was
+//! its own, first tries one statement ([`transaction::append_alone`]) and
+//! goes through the transaction only when that commits nothing.
 
 mod snapshot;
 mod transaction;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use factstr::backend::{Condition, StreamDispatcher, committed_batch};
@@ -21,9 +26,10 @@ use sqlx::{PgConnection, PgPool};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use self::transaction::{Append, Decision, Failure, Insertion};
+use self::transaction::{Append, Decision, Failure, Insertion, KnownHead, LoneOutcome};
 use crate::bridge::StoreWork;
 use crate::connect::Connector;
+use crate::error::{database_failure, is_connection_lost};
 use crate::rows::PreparedBatch;
 use crate::schema::SchemaNames;
 
@@ -85,6 +91,12 @@ pub(crate) struct Writer {
     /// The log's length when this writer last refreshed the planner's
     /// statistics.
     analyzed_through: u64,
+    /// Bumped whenever the store notices a lost connection.
+    connection_epoch: Arc<AtomicU64>,
+    /// The log's head after this writer's last commit on its connection,
+    /// with the connection epoch then: a lone append may take the
+    /// one-statement path while both still hold.
+    known_head: Option<(KnownHead, u64)>,
 }
 
 impl Writer {
@@ -95,6 +107,7 @@ impl Writer {
         names: Arc<SchemaNames>,
         dispatcher: Arc<StreamDispatcher>,
         pool: PgPool,
+        connection_epoch: Arc<AtomicU64>,
     ) -> Self {
         Self {
             connector,
@@ -103,6 +116,8 @@ impl Writer {
             dispatcher,
             pool,
             analyzed_through: 0,
+            connection_epoch,
+            known_head: None,
         }
     }
 
@@ -135,7 +150,17 @@ impl Writer {
     }
 
     async fn commit_group(&mut self, group: Vec<Append>, replies: Vec<Reply>) {
-        let mut outcome = self.try_commit(&group, Insertion::Together).await;
+        let mut outcome = match self.try_alone(&group).await {
+            Some(Ok(committed)) => Ok(committed),
+            Some(Err(error)) => {
+                self.connection = None;
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                return;
+            }
+            None => self.try_commit(&group, Insertion::Together).await,
+        };
         if let Err(Failure::BeforeCommit(_, true)) = outcome {
             // The connection died before anything was committed (the server
             // restarted since the last append): once more on a new one.
@@ -157,17 +182,24 @@ impl Writer {
                 };
                 // The connection's state is unknown: use a new one next time.
                 self.connection = None;
+                self.known_head = None;
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
                 return;
             }
         };
+        self.known_head = None;
         if let Some(Decision::Accepted { last, .. }) = decisions
             .iter()
             .rev()
             .find(|decision| matches!(decision, Decision::Accepted { .. }))
         {
+            let head = KnownHead {
+                last: *last,
+                occurred_at,
+            };
+            self.known_head = Some((head, self.connection_epoch.load(Ordering::SeqCst)));
             self.refresh_statistics(*last);
         }
         for ((append, reply), decision) in group.into_iter().zip(replies).zip(decisions) {
@@ -187,6 +219,40 @@ impl Writer {
         }
     }
 
+    /// Commits a lone plain append in one statement when the writer knows
+    /// the log's head: nothing else was committed since its own last commit
+    /// as far as this process can tell, and no connection was lost since.
+    /// `None` when the group does not qualify or the statement committed
+    /// nothing (the head moved, the database refused it): the transaction
+    /// decides then. An error when the outcome is unknown.
+    async fn try_alone(
+        &mut self,
+        group: &[Append],
+    ) -> Option<Result<(DateTime<Utc>, Vec<Decision>), EventStoreError>> {
+        let [append] = group else {
+            return None;
+        };
+        let (head, epoch) = self.known_head.take()?;
+        let connection = self.connection.as_mut()?;
+        // Another process's commit, published here since, or a connection
+        // lost somewhere (the server may have restarted under this one).
+        if append.condition().is_some()
+            || self.dispatcher.last_published() > head.last
+            || self.connection_epoch.load(Ordering::SeqCst) != epoch
+        {
+            return None;
+        }
+        match transaction::append_alone(connection, &self.names, append, head).await {
+            LoneOutcome::Committed {
+                occurred_at,
+                first,
+                last,
+            } => Some(Ok((occurred_at, vec![Decision::Accepted { first, last }]))),
+            LoneOutcome::NotApplied => None,
+            LoneOutcome::Unknown(error) => Some(Err(error)),
+        }
+    }
+
     /// Commits `group` on the writer's connection, opening one if it has
     /// none.
     async fn try_commit(
@@ -197,11 +263,23 @@ impl Writer {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             empty => {
-                let connection = self
+                let mut connection = self
                     .connector
                     .connect("append")
                     .await
                     .map_err(|error| Failure::BeforeCommit(error, false))?;
+                // The lone append's statement plans the same whatever it
+                // binds, and planning it costs more than running it: plan it
+                // once per session. The transaction plans per execution.
+                sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+                    .execute(&mut connection)
+                    .await
+                    .map_err(|error| {
+                        Failure::BeforeCommit(
+                            database_failure("cannot prepare the connection to append", &error),
+                            is_connection_lost(&error),
+                        )
+                    })?;
                 empty.insert(connection)
             }
         };

@@ -19,6 +19,10 @@
 //! savepoint of its own, so that only the requests whose rows were refused
 //! fail. A group of one request fails at once. The fast path carries no
 //! savepoint.
+//!
+//! A lone plain append whose writer knows the log's head (nothing was
+//! appended since its own last commit) takes one round trip instead:
+//! [`append_alone`].
 
 use chrono::{DateTime, Utc};
 use factstr::backend::sequence::{next_range, to_stored};
@@ -47,7 +51,7 @@ impl Append {
         self.batch.len()
     }
 
-    fn condition(&self) -> Option<&Condition> {
+    pub(super) fn condition(&self) -> Option<&Condition> {
         self.condition.as_ref()
     }
 
@@ -102,9 +106,12 @@ pub(super) async fn commit(
 ) -> Result<(DateTime<Utc>, Vec<Decision>), Failure> {
     // BEGIN and the lock in one round trip (the key is a number this
     // code derived, not input). The statements after it see every
-    // append committed before the lock was granted.
+    // append committed before the lock was granted. Their plans depend on
+    // the contexts they read (see `session_options`): planned per execution
+    // here, while the writer's session keeps generic plans for the lone
+    // append's statement (see `Writer::try_commit`).
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "BEGIN; SELECT pg_advisory_xact_lock({})",
+        "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; SELECT pg_advisory_xact_lock({})",
         names.append_lock_key()
     )))
     .execute(&mut *connection)
@@ -295,6 +302,107 @@ async fn insert_on_its_own(
             .map_err(before("cannot roll back an append the database refused"))?;
             Ok(Some(refused(&error)))
         }
+    }
+}
+
+/// The log's head as a writer last saw it: its last sequence number (0 for
+/// an empty log) and that event's commit time.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct KnownHead {
+    pub(super) last: u64,
+    pub(super) occurred_at: DateTime<Utc>,
+}
+
+/// How a lone append on the one-statement path ended.
+pub(super) enum LoneOutcome {
+    /// Committed as `first..=last` at `occurred_at`.
+    Committed {
+        occurred_at: DateTime<Utc>,
+        first: u64,
+        last: u64,
+    },
+    /// Nothing was committed (the head moved, or the database refused the
+    /// statement): commit it through the transaction.
+    NotApplied,
+    /// The connection failed while the statement was under way: whether it
+    /// took effect is unknown.
+    Unknown(EventStoreError),
+}
+
+/// Appends `append` (a plain append) in one statement, its own implicit
+/// transaction, if the log's head is still `head`: one round trip and one
+/// commit, where the transaction costs four round trips.
+///
+/// The statement takes the append lock, so commits of every process stay
+/// serialized, and inserts after `head` only if the log's last sequence
+/// number still is `head.last`. Its snapshot is taken before the lock is
+/// granted, so it may miss a batch another process committed meanwhile; it
+/// then inserts sequence numbers that batch holds and the primary key
+/// refuses it: either way nothing is committed unless the batch follows
+/// `head` directly, and the caller commits through the transaction then.
+pub(super) async fn append_alone(
+    connection: &mut PgConnection,
+    names: &SchemaNames,
+    append: &Append,
+    head: KnownHead,
+) -> LoneOutcome {
+    let occurred_at = commit_timestamp(Some(head.occurred_at));
+    let Ok((first, last)) = next_range(head.last, append.len()) else {
+        return LoneOutcome::NotApplied;
+    };
+    let mut sequence_numbers = Vec::with_capacity(append.len());
+    let mut event_types = Vec::with_capacity(append.len());
+    let mut payloads = Vec::with_capacity(append.len());
+    for (offset, (event_type, payload)) in append.batch.rows().enumerate() {
+        sequence_numbers.push(to_stored(first + offset as u64));
+        event_types.push(event_type);
+        payloads.push(payload);
+    }
+    let sql = format!(
+        "WITH locked AS (SELECT pg_advisory_xact_lock($7)), \
+              head AS (SELECT COALESCE((SELECT sequence_number FROM {events} \
+                                        ORDER BY sequence_number DESC LIMIT 1), 0) AS last \
+                       FROM locked), \
+              inserted AS ( \
+                INSERT INTO {events} \
+                    (sequence_number, batch_last_sequence_number, occurred_at, event_type, payload) \
+                SELECT s, $2, $3, t, p::json \
+                FROM UNNEST($1::bigint[], $4::text[], $5::text[]) AS u(s, t, p), head \
+                WHERE head.last = $8 \
+                RETURNING 1) \
+         SELECT c.n FROM (SELECT count(*) AS n FROM inserted) AS c, \
+                LATERAL (SELECT pg_notify($6, $9) WHERE c.n > 0) AS notified",
+        events = names.events()
+    );
+    let inserted: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(&sequence_numbers)
+        .bind(to_stored(last))
+        .bind(occurred_at)
+        .bind(&event_types)
+        .bind(&payloads)
+        .bind(names.channel())
+        .bind(names.append_lock_key())
+        .bind(to_stored(head.last))
+        .bind(last.to_string())
+        .fetch_optional(&mut *connection)
+        .await;
+    match inserted {
+        Ok(Some(_)) => LoneOutcome::Committed {
+            occurred_at,
+            first,
+            last,
+        },
+        Ok(None) => LoneOutcome::NotApplied,
+        // The server answered with an error: the statement, and with it its
+        // transaction, did not take effect.
+        Err(sqlx::Error::Database(_)) => LoneOutcome::NotApplied,
+        // Nothing was sent.
+        Err(sqlx::Error::Encode(_)) => LoneOutcome::NotApplied,
+        Err(error) => LoneOutcome::Unknown(database_failure(
+            "appending failed while its statement was under way (the connection to \
+             PostgreSQL was lost); it may or may not have taken effect",
+            &error,
+        )),
     }
 }
 
