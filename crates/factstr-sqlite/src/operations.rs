@@ -16,8 +16,8 @@ use std::path::Path;
 use factstr::backend::payload_terms::payload_terms;
 use factstr::backend::sequence::{time_from_stored_micros, to_stored};
 use factstr::backend::{
-    BatchReadRequest, CommittedLog, DurableStreamInfo, LogStats, StoreOperations,
-    check_imported_batches, decode_durable_query, encode_durable_query, normalized_stream_query,
+    DurableStreamInfo, LogStats, StoreOperations, check_imported_batches, decode_durable_query,
+    encode_durable_query, normalized_stream_query, read_whole_batches,
 };
 use factstr::{EventQuery, EventRecord, EventStoreError};
 use rusqlite::{Connection, params};
@@ -83,14 +83,7 @@ impl StoreOperations for SqliteStore {
         max_events: usize,
     ) -> Result<Vec<Vec<EventRecord>>, EventStoreError> {
         let (_, _, log, _) = self.parts();
-        let through = log.committed_head()?;
-        let page = log.read_committed_batches(&BatchReadRequest {
-            after,
-            through,
-            query: None,
-            max_events,
-        })?;
-        Ok(page.batches)
+        read_whole_batches(log, after, max_events)
     }
 
     fn durable_streams(&self) -> Result<Vec<DurableStreamInfo>, EventStoreError> {

@@ -35,5 +35,7 @@ pub use dispatch::{
     StreamStopSignal, normalized_stream_query,
 };
 pub use hash::{fnv1a_64, fnv1a_64_parts};
-pub use operations::{DurableStreamInfo, LogStats, StoreOperations, check_imported_batches};
+pub use operations::{
+    DurableStreamInfo, LogStats, StoreOperations, check_imported_batches, read_whole_batches,
+};
 pub use retry::Backoff;
