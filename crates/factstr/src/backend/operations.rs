@@ -137,6 +137,24 @@ pub fn check_imported_batches(
     Ok(())
 }
 
+/// [`StoreOperations::read_batches`] for a store that reads through its
+/// [`CommittedLog`]: the whole batches after `after`, up to the log's head
+/// now, about `max_events` events (a batch is never split).
+pub fn read_whole_batches(
+    log: &dyn CommittedLog,
+    after: u64,
+    max_events: usize,
+) -> Result<Vec<Vec<EventRecord>>, EventStoreError> {
+    let through = log.committed_head()?;
+    let page = log.read_committed_batches(&BatchReadRequest {
+        after,
+        through,
+        query: None,
+        max_events,
+    })?;
+    Ok(page.batches)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -175,22 +193,4 @@ mod tests {
         empty_type.event_type.clear();
         assert!(check_imported_batches(3, &[vec![empty_type]]).is_err());
     }
-}
-
-/// [`StoreOperations::read_batches`] for a store that reads through its
-/// [`CommittedLog`]: the whole batches after `after`, up to the log's head
-/// now, about `max_events` events (a batch is never split).
-pub fn read_whole_batches(
-    log: &dyn CommittedLog,
-    after: u64,
-    max_events: usize,
-) -> Result<Vec<Vec<EventRecord>>, EventStoreError> {
-    let through = log.committed_head()?;
-    let page = log.read_committed_batches(&BatchReadRequest {
-        after,
-        through,
-        query: None,
-        max_events,
-    })?;
-    Ok(page.batches)
 }
