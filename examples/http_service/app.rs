@@ -21,7 +21,7 @@ use factstr::{AsyncEventStore, EventStream};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::accounts::{self, Refusal};
@@ -32,6 +32,10 @@ use crate::balances::{self, Balances};
 struct AppState {
     store: Arc<dyn AsyncEventStore>,
     balances: Arc<Balances>,
+    /// Never sent on: its receiver in [`RunningService`] sees the channel
+    /// close once the last copy of the state is gone. Declared last, so it is
+    /// dropped after the store handle.
+    _in_use: mpsc::Sender<()>,
 }
 
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -41,6 +45,8 @@ pub(crate) struct RunningService {
     address: SocketAddr,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Closes when no connection task holds the state any more.
+    released: mpsc::Receiver<()>,
     projection: EventStream,
 }
 
@@ -53,7 +59,12 @@ pub(crate) async fn start(
 ) -> Result<RunningService, Error> {
     let projection = balances::start(store.as_ref(), Arc::clone(&balances)).await?;
     let address = listener.local_addr()?;
-    let router = router(AppState { store, balances });
+    let (in_use, released) = mpsc::channel::<()>(1);
+    let router = router(AppState {
+        store,
+        balances,
+        _in_use: in_use,
+    });
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -66,6 +77,7 @@ pub(crate) async fn start(
         address,
         shutdown,
         server,
+        released,
         projection,
     })
 }
@@ -76,10 +88,15 @@ impl RunningService {
     }
 
     /// Stops taking requests, lets the requests in progress finish, then
-    /// stops the projection. The store stays open for its other owners.
-    pub(crate) async fn stop(self) -> Result<(), Error> {
+    /// stops the projection. The store stays open for its other owners; when
+    /// this returns, the service holds no handle of it.
+    pub(crate) async fn stop(mut self) -> Result<(), Error> {
         let _ = self.shutdown.send(());
         self.server.await??;
+        // axum's server ends once every connection task has signalled its
+        // end, which each does just before dropping its copy of the router:
+        // wait for those copies too, so that the caller's handle is the last.
+        let _ = self.released.recv().await;
         self.projection.unsubscribe();
         Ok(())
     }
