@@ -296,30 +296,19 @@ impl ImportRows {
     /// Writes the rows with the largest multi-row `INSERT`s first, then
     /// their payload index documents in one statement.
     fn write(mut self, connection: &Connection) -> Result<(), EventStoreError> {
-        let writing = "writing imported events";
-        let mut rows = self.events.iter();
-        let mut left = self.events.len();
-        while left > 0 {
-            let (chunk, statement_sql) = sql::insert_events(left);
-            let mut statement = connection
-                .prepare_cached(statement_sql)
-                .or_failed_on(connection, writing)?;
-            let mut index = 1;
-            for (sequence_number, batch_last, micros, event_type, payload) in
-                rows.by_ref().take(chunk)
-            {
-                statement
-                    .raw_bind_parameter(index, sequence_number)
-                    .and_then(|()| statement.raw_bind_parameter(index + 1, batch_last))
-                    .and_then(|()| statement.raw_bind_parameter(index + 2, micros))
-                    .and_then(|()| statement.raw_bind_parameter(index + 3, event_type))
-                    .and_then(|()| statement.raw_bind_parameter(index + 4, payload))
-                    .or_failed_on(connection, writing)?;
-                index += 5;
-            }
-            statement.raw_execute().or_failed_on(connection, writing)?;
-            left -= chunk;
-        }
+        let rows = self.events.iter().map(
+            |(sequence_number, batch_last, micros, event_type, payload_json)| {
+                (
+                    *sequence_number,
+                    *batch_last,
+                    *micros,
+                    event_type.as_str(),
+                    payload_json.as_str(),
+                )
+            },
+        );
+        rows::insert_events(connection, self.events.len(), rows)
+            .or_failed_on(connection, "writing imported events")?;
         self.documents
             .write(connection)
             .or_failed_on(connection, "writing the payload index")

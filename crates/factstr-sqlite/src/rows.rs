@@ -10,11 +10,11 @@ use std::mem;
 use factstr::backend::payload_terms::payload_terms;
 use factstr::backend::sequence::{corrupt, from_stored, time_from_stored_micros};
 use factstr::{EventRecord, EventStoreError, NewEvent};
-use rusqlite::Row;
+use rusqlite::{Connection, Row};
 use serde_json::Value;
 
 use crate::error::SqliteResultExt;
-use crate::index;
+use crate::{index, sql};
 
 /// SQLite's default limit on the length of a text value.
 const MAX_TEXT_BYTES: usize = 1_000_000_000;
@@ -88,6 +88,39 @@ impl PreparedBatch {
     pub(crate) fn into_events(self) -> Vec<NewEvent> {
         self.events
     }
+}
+
+/// An event as a row of `factstr_events`: its sequence number, the last
+/// sequence number of its batch, the commit time in microseconds, its type
+/// and its payload's JSON text.
+pub(crate) type EventRow<'a> = (i64, i64, i64, &'a str, &'a str);
+
+/// Writes `count` event rows, taken from `rows`, with the largest multi-row
+/// `INSERT`s first.
+pub(crate) fn insert_events<'a>(
+    connection: &Connection,
+    count: usize,
+    mut rows: impl Iterator<Item = EventRow<'a>>,
+) -> rusqlite::Result<()> {
+    let mut left = count;
+    while left > 0 {
+        let (chunk, statement_sql) = sql::insert_events(left);
+        let mut statement = connection.prepare_cached(statement_sql)?;
+        let mut index = 1;
+        for (sequence_number, batch_last, micros, event_type, payload_json) in
+            rows.by_ref().take(chunk)
+        {
+            statement.raw_bind_parameter(index, sequence_number)?;
+            statement.raw_bind_parameter(index + 1, batch_last)?;
+            statement.raw_bind_parameter(index + 2, micros)?;
+            statement.raw_bind_parameter(index + 3, event_type)?;
+            statement.raw_bind_parameter(index + 4, payload_json)?;
+            index += 5;
+        }
+        statement.raw_execute()?;
+        left -= chunk;
+    }
+    Ok(())
 }
 
 /// A committed event as read from `factstr_events`.

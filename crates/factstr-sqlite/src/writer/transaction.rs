@@ -32,7 +32,7 @@ use super::request::{Answer, Reply, WriteRequest};
 use crate::error::SqliteResultExt;
 use crate::index::{self, IndexDocuments};
 use crate::rows::{self, PreparedBatch};
-use crate::{durable, read, sql};
+use crate::{durable, read};
 
 /// One group's transaction on the writer connection.
 pub(super) struct GroupCommit<'a> {
@@ -239,7 +239,7 @@ impl<'a> GroupCommit<'a> {
         })
     }
 
-    /// Writes the event rows with the largest multi-row `INSERT`s first.
+    /// Writes the batch's event rows.
     fn insert_events(
         &self,
         first: u64,
@@ -248,24 +248,18 @@ impl<'a> GroupCommit<'a> {
         batch: &PreparedBatch,
     ) -> rusqlite::Result<()> {
         let batch_last = to_stored(last);
-        let mut rows = batch.rows().zip(to_stored(first)..);
-        let mut left = batch.len();
-        while left > 0 {
-            let (chunk, statement_sql) = sql::insert_events(left);
-            let mut statement = self.connection.prepare_cached(statement_sql)?;
-            let mut index = 1;
-            for ((event_type, payload_json), sequence_number) in rows.by_ref().take(chunk) {
-                statement.raw_bind_parameter(index, sequence_number)?;
-                statement.raw_bind_parameter(index + 1, batch_last)?;
-                statement.raw_bind_parameter(index + 2, occurred_at_micros)?;
-                statement.raw_bind_parameter(index + 3, event_type)?;
-                statement.raw_bind_parameter(index + 4, payload_json)?;
-                index += 5;
-            }
-            statement.raw_execute()?;
-            left -= chunk;
-        }
-        Ok(())
+        let rows = batch.rows().zip(to_stored(first)..).map(
+            |((event_type, payload_json), sequence_number)| {
+                (
+                    sequence_number,
+                    batch_last,
+                    occurred_at_micros,
+                    event_type,
+                    payload_json,
+                )
+            },
+        );
+        rows::insert_events(self.connection, batch.len(), rows)
     }
 
     /// Adds the payload index documents of `appended` to those of the
