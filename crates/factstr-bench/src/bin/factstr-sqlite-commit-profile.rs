@@ -1,4 +1,5 @@
-//! Where a single SQLite append goes: commits one event at a time, either
+//! Where a single SQLite append goes: commits one event at a time (or
+//! batches of the size the third argument gives), either
 //! through `SqliteStore` (default durability) or as a bare SQLite commit
 //! (one row, no index, WAL, `synchronous = FULL`), and prints the mean time
 //! per commit and the write-ahead log frames (pages) each commit wrote.
@@ -40,19 +41,27 @@ fn main() -> Result<(), String> {
         // only grows.
         None => 1_000,
     };
+    let batch: u64 = match arguments.next() {
+        Some(size) => size
+            .parse()
+            .ok()
+            .filter(|size| *size > 0)
+            .ok_or_else(|| format!("the batch size {size:?} is not a positive number"))?,
+        None => 1,
+    };
     let folder =
         std::env::temp_dir().join(format!("factstr-commit-profile-{}", std::process::id()));
     std::fs::create_dir_all(&folder).map_err(|error| error.to_string())?;
     let path = folder.join(format!("{side}.db"));
     let outcome = match side.as_str() {
-        "store" => profile_store(&path, commits),
-        "bare" => profile_bare(&path, commits),
+        "store" => profile_store(&path, commits, batch),
+        "bare" => profile_bare(&path, commits, batch),
         other => Err(format!("unknown side {other:?}: use `store` or `bare`")),
     };
     let _ = std::fs::remove_dir_all(&folder);
     let (elapsed_seconds, frames) = outcome?;
     println!(
-        "{side}: {commits} commits of 1 event, {:.1} µs per commit, {:.2} WAL frames per commit",
+        "{side}: {commits} commits of {batch} event(s), {:.1} µs per commit, {:.2} WAL frames per commit",
         elapsed_seconds * 1e6 / commits as f64,
         frames as f64 / commits as f64
     );
@@ -73,20 +82,21 @@ fn wal_frames(database: &Path) -> Result<u64, String> {
     Ok(bytes.saturating_sub(WAL_HEADER_BYTES) / WAL_FRAME_BYTES)
 }
 
-fn profile_store(path: &Path, commits: u64) -> Result<(f64, u64), String> {
+fn profile_store(path: &Path, commits: u64, batch: u64) -> Result<(f64, u64), String> {
     let store = SqliteStore::open(path).map_err(|error| error.to_string())?;
     let before = wal_frames(path).unwrap_or(0);
     let started = Instant::now();
     for n in 0..commits {
-        store
-            .append(vec![NewEvent::new("deposited", deposit(n))])
-            .map_err(|error| error.to_string())?;
+        let events = (n * batch..(n + 1) * batch)
+            .map(|event| NewEvent::new("deposited", deposit(event)))
+            .collect();
+        store.append(events).map_err(|error| error.to_string())?;
     }
     let elapsed = started.elapsed().as_secs_f64();
     Ok((elapsed, wal_frames(path)? - before))
 }
 
-fn profile_bare(path: &Path, commits: u64) -> Result<(f64, u64), String> {
+fn profile_bare(path: &Path, commits: u64, batch: u64) -> Result<(f64, u64), String> {
     let failed = |error: rusqlite::Error| format!("bare SQLite failed: {error}");
     let connection = rusqlite::Connection::open(path).map_err(failed)?;
     connection
@@ -113,12 +123,15 @@ fn profile_bare(path: &Path, commits: u64) -> Result<(f64, u64), String> {
                  VALUES (?1, ?2, ?3, ?4)",
             )
             .and_then(|mut insert| {
-                insert.execute(rusqlite::params![
-                    (n + 1) as i64,
-                    0_i64,
-                    "deposited",
-                    deposit(n).to_string()
-                ])
+                for event in n * batch..(n + 1) * batch {
+                    insert.execute(rusqlite::params![
+                        (event + 1) as i64,
+                        0_i64,
+                        "deposited",
+                        deposit(event).to_string()
+                    ])?;
+                }
+                Ok(())
             })
             .map_err(failed)?;
         connection.execute_batch("COMMIT").map_err(failed)?;
