@@ -91,30 +91,33 @@ impl StoreOperations for PostgresStore {
                 |error: sqlx::Error| database_failure("reading the durable streams", &error);
             let mut connection = pool.acquire().await.map_err(failed)?;
             let mut transaction = connection.begin().await.map_err(failed)?;
-            let sql = format!(
-                "SELECT name, query, cursor FROM {} ORDER BY name",
-                names.durable_streams()
-            );
-            let stored: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut *transaction)
-                .await
-                .map_err(failed)?;
-            let mut streams = Vec::with_capacity(stored.len());
-            for (name, query_json, cursor) in stored {
-                // The lock a running stream holds; taken here only for this
-                // transaction, which is rolled back.
-                let free = try_lock_name(&mut transaction, &names, &name)
+            let outcome = async {
+                let sql = format!(
+                    "SELECT name, query, cursor FROM {} ORDER BY name",
+                    names.durable_streams()
+                );
+                let stored: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut *transaction)
                     .await
                     .map_err(failed)?;
-                streams.push(DurableStreamInfo {
-                    query: decode_durable_query(&name, &query_json)?,
-                    cursor: from_stored(cursor, "durable cursor")?,
-                    active: Some(!free),
-                    name,
-                });
+                let mut streams = Vec::with_capacity(stored.len());
+                for (name, query_json, cursor) in stored {
+                    // The lock a running stream holds; taken here only for
+                    // this transaction, which is rolled back.
+                    let free = try_lock_name(&mut transaction, &names, &name)
+                        .await
+                        .map_err(failed)?;
+                    streams.push(DurableStreamInfo {
+                        query: decode_durable_query(&name, &query_json)?,
+                        cursor: from_stored(cursor, "durable cursor")?,
+                        active: Some(!free),
+                        name,
+                    });
+                }
+                Ok(streams)
             }
-            transaction.rollback().await.map_err(failed)?;
-            Ok(streams)
+            .await;
+            finish(transaction, outcome, Finish::RollBack, failed).await
         })
     }
 
@@ -136,51 +139,55 @@ impl StoreOperations for PostgresStore {
             };
             let mut connection = pool.acquire().await.map_err(failed)?;
             let mut transaction = connection.begin().await.map_err(failed)?;
-            refuse_active(&mut transaction, &names, &name).await?;
-            let head_sql = format!(
-                "SELECT COALESCE(MAX(sequence_number), 0) FROM {}",
-                names.events()
-            );
-            let head: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(head_sql))
-                .fetch_one(&mut *transaction)
-                .await
-                .map_err(failed)?;
-            let head = from_stored(head, "sequence number")?;
-            if cursor > head {
-                return Err(EventStoreError::invalid_input(format!(
-                    "cursor {cursor} of durable stream `{name}` is beyond the log's head {head}"
-                )));
+            let outcome = async {
+                refuse_active(&mut transaction, &names, &name).await?;
+                let head_sql = format!(
+                    "SELECT COALESCE(MAX(sequence_number), 0) FROM {}",
+                    names.events()
+                );
+                let head: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(head_sql))
+                    .fetch_one(&mut *transaction)
+                    .await
+                    .map_err(failed)?;
+                let head = from_stored(head, "sequence number")?;
+                if cursor > head {
+                    return Err(EventStoreError::invalid_input(format!(
+                        "cursor {cursor} of durable stream `{name}` is beyond the log's head {head}"
+                    )));
+                }
+                let stored_sql = format!(
+                    "SELECT query FROM {} WHERE name = $1",
+                    names.durable_streams()
+                );
+                let stored: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(stored_sql))
+                    .bind(&name)
+                    .fetch_optional(&mut *transaction)
+                    .await
+                    .map_err(failed)?;
+                if let Some(stored_json) = stored
+                    && decode_durable_query(&name, &stored_json)? != normalized
+                {
+                    return Err(EventStoreError::invalid_input(format!(
+                        "durable stream `{name}` is stored with another query ({stored_json}) \
+                         than the one given ({query_json})"
+                    )));
+                }
+                let set_sql = format!(
+                    "INSERT INTO {} (name, query, cursor) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor",
+                    names.durable_streams()
+                );
+                sqlx::query(sqlx::AssertSqlSafe(set_sql))
+                    .bind(&name)
+                    .bind(&query_json)
+                    .bind(to_stored(cursor))
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(failed)?;
+                Ok(())
             }
-            let stored_sql = format!(
-                "SELECT query FROM {} WHERE name = $1",
-                names.durable_streams()
-            );
-            let stored: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(stored_sql))
-                .bind(&name)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(failed)?;
-            if let Some(stored_json) = stored
-                && decode_durable_query(&name, &stored_json)? != normalized
-            {
-                return Err(EventStoreError::invalid_input(format!(
-                    "durable stream `{name}` is stored with another query ({stored_json}) \
-                     than the one given ({query_json})"
-                )));
-            }
-            let set_sql = format!(
-                "INSERT INTO {} (name, query, cursor) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor",
-                names.durable_streams()
-            );
-            sqlx::query(sqlx::AssertSqlSafe(set_sql))
-                .bind(&name)
-                .bind(&query_json)
-                .bind(to_stored(cursor))
-                .execute(&mut *transaction)
-                .await
-                .map_err(failed)?;
-            transaction.commit().await.map_err(failed)
+            .await;
+            finish(transaction, outcome, Finish::Commit, failed).await
         })
     }
 
@@ -192,16 +199,19 @@ impl StoreOperations for PostgresStore {
             };
             let mut connection = pool.acquire().await.map_err(failed)?;
             let mut transaction = connection.begin().await.map_err(failed)?;
-            refuse_active(&mut transaction, &names, &name).await?;
-            let sql = format!("DELETE FROM {} WHERE name = $1", names.durable_streams());
-            let deleted = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&name)
-                .execute(&mut *transaction)
-                .await
-                .map_err(failed)?
-                .rows_affected();
-            transaction.commit().await.map_err(failed)?;
-            Ok(deleted > 0)
+            let outcome = async {
+                refuse_active(&mut transaction, &names, &name).await?;
+                let sql = format!("DELETE FROM {} WHERE name = $1", names.durable_streams());
+                let deleted = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&name)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(failed)?
+                    .rows_affected();
+                Ok(deleted > 0)
+            }
+            .await;
+            finish(transaction, outcome, Finish::Commit, failed).await
         })
     }
 
@@ -254,64 +264,105 @@ async fn import(
 ) -> Result<(), EventStoreError> {
     let failed = |error: sqlx::Error| database_failure("importing batches failed", &error);
     let mut transaction = connection.begin().await.map_err(failed)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(names.append_lock_key())
-        .execute(&mut *transaction)
-        .await
-        .map_err(failed)?;
-    let head_sql = format!(
-        "SELECT sequence_number, occurred_at FROM {} ORDER BY sequence_number DESC LIMIT 1",
-        names.events()
-    );
-    let head: Option<(i64, DateTime<Utc>)> = sqlx::query_as(sqlx::AssertSqlSafe(head_sql))
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(failed)?;
-    let head_number = head
-        .map(|(sequence_number, _)| from_stored(sequence_number, "sequence number"))
-        .transpose()?
-        .unwrap_or(0);
-    if rows.first_sequence_number != head_number + 1 {
-        return Err(EventStoreError::invalid_input(format!(
-            "the imported batches start at sequence number {}, where {} comes next (the \
-             log's head is {head_number})",
-            rows.first_sequence_number,
-            head_number + 1
-        )));
+    let outcome = async {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(names.append_lock_key())
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed)?;
+        let head_sql = format!(
+            "SELECT sequence_number, occurred_at FROM {} ORDER BY sequence_number DESC LIMIT 1",
+            names.events()
+        );
+        let head: Option<(i64, DateTime<Utc>)> = sqlx::query_as(sqlx::AssertSqlSafe(head_sql))
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(failed)?;
+        let head_number = head
+            .map(|(sequence_number, _)| from_stored(sequence_number, "sequence number"))
+            .transpose()?
+            .unwrap_or(0);
+        if rows.first_sequence_number != head_number + 1 {
+            return Err(EventStoreError::invalid_input(format!(
+                "the imported batches start at sequence number {}, where {} comes next (the \
+                 log's head is {head_number})",
+                rows.first_sequence_number,
+                head_number + 1
+            )));
+        }
+        if let Some((_, head_time)) = head
+            && rows.first_commit < head_time
+        {
+            return Err(EventStoreError::invalid_input(format!(
+                "the first imported batch was committed at {}, before the log's last commit at \
+                 {head_time}",
+                rows.first_commit
+            )));
+        }
+        let last = rows.sequence_numbers.last().copied().unwrap_or(0);
+        let insert = format!(
+            "WITH inserted AS (
+                INSERT INTO {events}
+                    (sequence_number, batch_last_sequence_number, occurred_at, event_type, payload)
+                SELECT s, b, o, t, p::json
+                FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[])
+                    AS u(s, b, o, t, p)
+            )
+            SELECT pg_notify($6, $7)",
+            events = names.events()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(insert))
+            .bind(&rows.sequence_numbers)
+            .bind(&rows.batch_lasts)
+            .bind(&rows.occurred_at)
+            .bind(&rows.event_types)
+            .bind(&rows.payloads)
+            .bind(names.channel())
+            .bind(last.to_string())
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed)?;
+        Ok(())
     }
-    if let Some((_, head_time)) = head
-        && rows.first_commit < head_time
-    {
-        return Err(EventStoreError::invalid_input(format!(
-            "the first imported batch was committed at {}, before the log's last commit at \
-             {head_time}",
-            rows.first_commit
-        )));
+    .await;
+    finish(transaction, outcome, Finish::Commit, failed).await
+}
+
+/// How [`finish`] ends a transaction that succeeded.
+#[derive(Clone, Copy)]
+enum Finish {
+    Commit,
+    RollBack,
+}
+
+/// Ends `transaction` after its work: as `on_success` says when `outcome`
+/// is a success, rolled back otherwise, in both cases before the call
+/// returns. A dropped sqlx transaction is rolled back only later, when its
+/// connection goes back to the pool, and keeps its advisory locks (the log's
+/// append lock, a durable stream's name) until then: a refused operation
+/// would make the next one wait, or report the stream as running.
+async fn finish<T>(
+    transaction: sqlx::Transaction<'_, sqlx::Postgres>,
+    outcome: Result<T, EventStoreError>,
+    on_success: Finish,
+    failed: impl Fn(sqlx::Error) -> EventStoreError,
+) -> Result<T, EventStoreError> {
+    match (outcome, on_success) {
+        (Ok(value), Finish::Commit) => {
+            transaction.commit().await.map_err(failed)?;
+            Ok(value)
+        }
+        (Ok(value), Finish::RollBack) => {
+            transaction.rollback().await.map_err(failed)?;
+            Ok(value)
+        }
+        (Err(error), _) => {
+            if let Err(rollback) = transaction.rollback().await {
+                tracing::warn!(%rollback, "rolling back a refused store operation failed");
+            }
+            Err(error)
+        }
     }
-    let last = rows.sequence_numbers.last().copied().unwrap_or(0);
-    let insert = format!(
-        "WITH inserted AS (
-            INSERT INTO {events}
-                (sequence_number, batch_last_sequence_number, occurred_at, event_type, payload)
-            SELECT s, b, o, t, p::json
-            FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[])
-                AS u(s, b, o, t, p)
-        )
-        SELECT pg_notify($6, $7)",
-        events = names.events()
-    );
-    sqlx::query(sqlx::AssertSqlSafe(insert))
-        .bind(&rows.sequence_numbers)
-        .bind(&rows.batch_lasts)
-        .bind(&rows.occurred_at)
-        .bind(&rows.event_types)
-        .bind(&rows.payloads)
-        .bind(names.channel())
-        .bind(last.to_string())
-        .execute(&mut *transaction)
-        .await
-        .map_err(failed)?;
-    transaction.commit().await.map_err(failed)
 }
 
 /// Refuses when durable stream `name` runs in some process: takes its lock
