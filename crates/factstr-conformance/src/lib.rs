@@ -29,6 +29,7 @@ pub mod filters;
 pub mod fixtures_0_5;
 pub mod live_streams;
 pub mod model;
+pub mod operations;
 pub mod paging;
 pub mod payload_predicates;
 pub mod persistent;
@@ -216,8 +217,10 @@ macro_rules! __conformance_case_list {
 }
 
 /// Expands every case for persistent stores (see [`persistent`],
-/// [`processes`] and [`model`]) as a `#[test]`, in a module
-/// `persistent_conformance`:
+/// [`processes`], [`operations`] and [`model`]) as a `#[test]`, in a module
+/// `persistent_conformance`. The store implements
+/// [`StoreOperations`](factstr::backend::StoreOperations) too (what the
+/// `factstr` command uses):
 ///
 /// ```text
 /// factstr_conformance::persistent_conformance_tests! {
@@ -284,6 +287,10 @@ macro_rules! persistent_conformance_tests {
                     a_durable_name_active_in_another_process_is_refused_until_released,
                     live_streams_receive_every_process_commits_in_order_as_committed_batches,
                     query_snapshots_stay_consistent_while_another_process_appends,
+                ],
+                operations: [
+                    an_import_reaches_live_streams_and_a_misfit_writes_nothing,
+                    durable_cursors_move_only_while_the_stream_is_stopped,
                 ],
             }
 

@@ -82,7 +82,7 @@ fn every_persistent_case_appears_in_its_macro_exactly_once() {
         .nth(1)
         .and_then(|rest| rest.split("macro_rules! __persistent_cases").next())
         .unwrap();
-    for area in ["persistent", "processes"] {
+    for area in ["persistent", "processes", "operations"] {
         let listed_block = macro_body
             .split(&format!("{area}: ["))
             .nth(1)
