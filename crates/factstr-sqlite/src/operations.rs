@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use factstr::backend::payload_terms::payload_terms;
-use factstr::backend::sequence::{time_from_stored_micros, to_stored};
+use factstr::backend::sequence::{from_stored, time_from_stored_micros, to_stored};
 use factstr::backend::{
     DurableStreamInfo, LogStats, StoreOperations, check_imported_batches, decode_durable_query,
     encode_durable_query, normalized_stream_query, read_whole_batches,
@@ -26,7 +26,7 @@ use crate::durable::{self, DurableStreamClaims};
 use crate::error::SqliteResultExt;
 use crate::index::IndexDocuments;
 use crate::store::SqliteStore;
-use crate::{read, rows, sql};
+use crate::{read, rows};
 
 const LOG_FIGURES: &str = "SELECT COUNT(*), \
      COALESCE(SUM(sequence_number = batch_last_sequence_number), 0), \
@@ -64,14 +64,14 @@ impl StoreOperations for SqliteStore {
                 .and_then(Iterator::collect::<Result<Vec<_>, _>>)
                 .or_failed(reading)?;
             Ok(LogStats {
-                facts: count(facts)?,
-                batches: count(batches)?,
+                facts: from_stored(facts, "fact count")?,
+                batches: from_stored(batches, "batch count")?,
                 head: rows::sequence_number(head)?,
                 first_commit: first.map(time_from_stored_micros).transpose()?,
                 last_commit: last.map(time_from_stored_micros).transpose()?,
                 facts_per_type: facts_per_type
                     .into_iter()
-                    .map(|(event_type, facts)| Ok((event_type, count(facts)?)))
+                    .map(|(event_type, facts)| Ok((event_type, from_stored(facts, "fact count")?)))
                     .collect::<Result<_, EventStoreError>>()?,
             })
         })
@@ -173,21 +173,19 @@ impl StoreOperations for SqliteStore {
         };
         let prepared = ImportRows::of(batches)?;
         let (writer, _, _, dispatcher) = self.parts();
-        writer.with_connection(|connection| {
-            in_write_transaction(connection, |connection| {
-                let (head, head_time) = read::last_committed(connection)?;
-                check_imported_batches(head, batches)?;
-                if let (Some(head_time), Some(first)) = (head_time, batches[0].first())
-                    && first.occurred_at < head_time
-                {
-                    return Err(EventStoreError::invalid_input(format!(
-                        "the first imported batch was committed at {} , before the log's \
-                         last commit at {head_time}",
-                        first.occurred_at
-                    )));
-                }
-                prepared.write(connection)
-            })
+        writer.in_transaction("committing imported batches", |connection| {
+            let (head, head_time) = read::last_committed(connection)?;
+            check_imported_batches(head, batches)?;
+            if let (Some(head_time), Some(first)) = (head_time, batches[0].first())
+                && first.occurred_at < head_time
+            {
+                return Err(EventStoreError::invalid_input(format!(
+                    "the first imported batch was committed at {}, before the log's \
+                     last commit at {head_time}",
+                    first.occurred_at
+                )));
+            }
+            prepared.write(connection)
         })?;
         // Publishing the last batch is enough: a stream that has not seen
         // the ones before it reads them from the log first.
@@ -222,40 +220,10 @@ impl SqliteStore {
         let claims = self.claims()?;
         claims.claim(name)?;
         let (writer, _, _, _) = self.parts();
-        let outcome = writer.with_connection(|connection| in_write_transaction(connection, work));
+        let outcome = writer.in_transaction("committing a durable stream's change", work);
         claims.release(name);
         outcome
     }
-}
-
-/// Runs `work` in `BEGIN IMMEDIATE` … `COMMIT`, rolled back when it fails.
-fn in_write_transaction<T>(
-    connection: &Connection,
-    work: impl FnOnce(&Connection) -> Result<T, EventStoreError>,
-) -> Result<T, EventStoreError> {
-    connection
-        .execute_batch(sql::BEGIN_WRITE)
-        .or_failed_on(connection, "beginning a write transaction")?;
-    let outcome = work(connection).and_then(|value| {
-        connection
-            .execute_batch(sql::COMMIT)
-            .or_failed_on(connection, "committing")?;
-        Ok(value)
-    });
-    if outcome.is_err()
-        && !connection.is_autocommit()
-        && let Err(error) = connection.execute_batch(sql::ROLLBACK)
-    {
-        tracing::warn!(%error, "rolling back a store operation failed");
-    }
-    outcome
-}
-
-/// A count SQLite returned.
-fn count(value: i64) -> Result<u64, EventStoreError> {
-    u64::try_from(value).map_err(|_| {
-        EventStoreError::backend(format!("SQLite counted {value} rows, a negative number"))
-    })
 }
 
 /// Imported batches as rows: serialized before the writer connection is

@@ -80,12 +80,13 @@ impl<'a> WriteTransaction<'a> {
         })
     }
 
-    /// Commits; on failure the guard rolls back and puts the cursors back.
-    pub(super) fn commit(mut self) -> Result<(), EventStoreError> {
+    /// Commits (`what` names the work for the error); on failure the guard
+    /// rolls back and puts the cursors back.
+    pub(super) fn commit(mut self, what: &str) -> Result<(), EventStoreError> {
         self.connection
             .prepare_cached(sql::COMMIT)
             .and_then(|mut statement| statement.execute([]))
-            .or_failed_on(self.connection, "committing appended events")?;
+            .or_failed_on(self.connection, what)?;
         self.committed = true;
         Ok(())
     }

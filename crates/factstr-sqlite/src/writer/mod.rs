@@ -20,7 +20,7 @@ mod guard;
 mod request;
 mod transaction;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::JoinHandle;
@@ -33,6 +33,7 @@ use futures::channel::oneshot;
 use rusqlite::Connection;
 
 use self::cursors::PendingCursorWrites;
+use self::guard::WriteTransaction;
 use self::request::{Reply, WriteRequest};
 use self::transaction::GroupCommit;
 use crate::error::writer_stopped;
@@ -184,18 +185,24 @@ impl Writer {
         self.call(|reply| WriteRequest::FlushCursors { reply })
     }
 
-    /// Runs `work` on the writer connection while holding it, so that no
-    /// group of this store commits meanwhile: the store operations (an
-    /// import, moving a cursor) run their own transaction there.
-    pub(crate) fn with_connection<T>(
+    /// Runs `work` in a write transaction on the writer connection, while no
+    /// group of this store commits: the store operations (an import, moving
+    /// a cursor) write there. Committed when `work` succeeds, rolled back
+    /// otherwise.
+    pub(crate) fn in_transaction<T>(
         &self,
+        what: &str,
         work: impl FnOnce(&Connection) -> Result<T, EventStoreError>,
     ) -> Result<T, EventStoreError> {
         let connection = self.shared.lock_connection();
-        match &connection.connection {
-            Some(connection) => work(connection),
-            None => Err(writer_stopped()),
-        }
+        let Some(connection) = &connection.connection else {
+            return Err(writer_stopped());
+        };
+        let transaction =
+            WriteTransaction::begin(connection, &self.shared.pending_cursors, HashMap::new())?;
+        let value = work(connection)?;
+        transaction.commit(what)?;
+        Ok(value)
     }
 
     /// Commits what is queued and pending, closes the connection and stops

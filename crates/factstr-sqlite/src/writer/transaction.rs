@@ -160,7 +160,7 @@ impl<'a> GroupCommit<'a> {
         {
             self.index_through(indexed_through, head.last_sequence_number, documents)?;
         }
-        transaction.commit()
+        transaction.commit("committing appended events")
     }
 
     /// Writes the payload index documents of the events in
